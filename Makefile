@@ -1,0 +1,50 @@
+# wabaplane: `make test` sets up a fresh machine (virtualenv, Python dependencies, kubectl, the
+# local control plane's binaries) and runs every check and test.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install cluster-binaries crds lint test unit-test cluster-start cluster-stop clean
+
+# The virtualenv is rebuilt when pyproject.toml changes.
+$(BIN)/.installed: pyproject.toml
+	@echo "==> Creating the virtualenv in $(VENV) and installing wabaplane with its test tools"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --editable '.[dev]'
+	@touch $@
+
+install: $(BIN)/.installed
+
+# etcd, kube-apiserver and kube-controller-manager, built once from the Go modules and cached
+# outside the repository (~/.cache/wabaplane); skipped when present.
+cluster-binaries: install
+	@echo "==> Local control plane binaries"
+	$(BIN)/wabaplane cluster build
+
+crds: install
+	$(BIN)/wabaplane crds --output-dir crds
+
+lint: install
+	@echo "==> ruff and mypy"
+	$(BIN)/ruff check src tests hack
+	$(BIN)/ruff format --check src tests hack
+	$(BIN)/mypy
+
+unit-test: install
+	$(BIN)/pytest -m "not cluster"
+
+test: install cluster-binaries lint
+	@echo "==> Test suite (starts and stops its own local control plane)"
+	$(BIN)/pytest
+
+cluster-start: cluster-binaries
+	$(BIN)/wabaplane cluster start
+
+cluster-stop: install
+	$(BIN)/wabaplane cluster stop
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -1,0 +1,1 @@
+"""wabaplane: the WhatsApp Business Platform for many client businesses, from Kubernetes."""

@@ -1,0 +1,126 @@
+"""The `wabaplane` command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from wabaplane.api import crds as crd_module
+from wabaplane.devcluster.build import ensure_built
+from wabaplane.devcluster.cluster import LocalCluster
+from wabaplane.devcluster.errors import ClusterError
+from wabaplane.devcluster.paths import default_state_dir
+
+
+@click.group()
+def main() -> None:
+    """wabaplane: run the WhatsApp Business Platform for many client businesses from Kubernetes."""
+
+
+@main.command()
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one file per CRD into this directory instead of printing them.",
+)
+def crds(output_dir: Path | None) -> None:
+    """Print the CustomResourceDefinitions generated from the API models."""
+    if output_dir is None:
+        click.echo(crd_module.render_all(), nl=False)
+        return
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for kind in crd_module.KINDS:
+        target = output_dir / crd_module.file_name(kind)
+        target.write_text(crd_module.render(kind))
+        click.echo(f"wrote {target}")
+
+
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"Where the cluster keeps certificates, data, logs and its kubeconfig [default: {default_state_dir()}; "
+    "env WABAPLANE_CLUSTER_DIR].",
+)
+
+
+def _report(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@main.group()
+def cluster() -> None:
+    """A real local control plane (etcd, kube-apiserver, kube-controller-manager) without Docker."""
+
+
+@cluster.command()
+def build() -> None:
+    """Build the control-plane binaries once (cached outside the repository)."""
+    try:
+        binaries = ensure_built(report=_report)
+    except ClusterError as error:
+        raise click.ClickException(str(error)) from None
+    for path in binaries.all():
+        click.echo(path)
+
+
+@cluster.command()
+@state_dir_option
+@click.option("--port", type=int, default=None, help="API server port on 127.0.0.1 [default: a free port].")
+def start(state_dir: Path | None, port: int | None) -> None:
+    """Build if needed, start the control plane on loopback and print how to use it."""
+    local = LocalCluster(state_dir, report=_report)
+    try:
+        ensure_built(local.binaries, report=_report)
+        kubeconfig = local.start(apiserver_port=port)
+    except ClusterError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        f"\nUse it with:\n  export KUBECONFIG={kubeconfig}\n  kubectl get namespaces\n"
+        f"  kubectl apply -f crds/ && kubectl apply -f examples/\n"
+        f"Stop it with:\n  wabaplane cluster stop{_state_dir_flag(state_dir)}"
+    )
+
+
+@cluster.command()
+@state_dir_option
+@click.option("--delete-data", is_flag=True, help="Also delete certificates, etcd data and logs.")
+def stop(state_dir: Path | None, delete_data: bool) -> None:
+    """Stop exactly the processes `cluster start` started."""
+    stopped = LocalCluster(state_dir, report=_report).stop(delete_data=delete_data)
+    click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@cluster.command()
+@state_dir_option
+def status(state_dir: Path | None) -> None:
+    """Show whether each component runs; exit 1 unless all do."""
+    local = LocalCluster(state_dir, report=_report)
+    components = local.status()
+    if not components:
+        click.echo("not running")
+        sys.exit(1)
+    for name, alive in components.items():
+        click.echo(f"{name}: {'running' if alive else 'stopped'}")
+    state = local.state()
+    if state is not None:
+        click.echo(f"api server: https://127.0.0.1:{state.apiserver_port}\nkubeconfig: {state.kubeconfig}")
+    sys.exit(0 if all(components.values()) else 1)
+
+
+@cluster.command()
+@state_dir_option
+def kubeconfig(state_dir: Path | None) -> None:
+    """Print the path of the running cluster's kubeconfig (for `export KUBECONFIG=$(...)`)."""
+    local = LocalCluster(state_dir, report=_report)
+    if not local.running():
+        raise click.ClickException(
+            "the local control plane is not running; start it with `wabaplane cluster start`"
+        )
+    click.echo(local.kubeconfig_path)
+
+
+def _state_dir_flag(state_dir: Path | None) -> str:
+    return f" --state-dir {state_dir}" if state_dir else ""
