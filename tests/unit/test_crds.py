@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from pydantic import BaseModel
 
-from wabaplane.api import crds
+from wabaplane.api import crds, reference
 from wabaplane.api.messagetemplate import MessageTemplateSpec
 from wabaplane.api.phonenumber import PhoneNumberSpec
 from wabaplane.api.tenant import TenantSpec
@@ -126,7 +127,11 @@ def test_spec_field_names_match_the_api() -> None:
     }
 
 
-SPEC_MODELS = {"Tenant": TenantSpec, "PhoneNumber": PhoneNumberSpec, "MessageTemplate": MessageTemplateSpec}
+SPEC_MODELS: dict[str, type[BaseModel]] = {
+    "Tenant": TenantSpec,
+    "PhoneNumber": PhoneNumberSpec,
+    "MessageTemplate": MessageTemplateSpec,
+}
 
 
 def test_examples_parse_with_the_models() -> None:
@@ -139,3 +144,10 @@ def test_examples_parse_with_the_models() -> None:
                 model.model_validate(document["spec"])
                 seen.add(document["kind"])
     assert seen == set(SPEC_MODELS)
+
+
+def test_readme_reference_is_current() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert readme == reference.replace_in(readme), (
+        "the CRD reference in README.md is stale: run `wabaplane crds --update-readme README.md`"
+    )

@@ -33,7 +33,7 @@ def _fake_binaries(tmp_path: Path, etcd_body: str) -> Binaries:
 
 
 def test_no_go_toolchain(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build.shutil, "which", lambda _: None)
+    monkeypatch.setattr("shutil.which", lambda _: None)
     with pytest.raises(ClusterError, match="no Go toolchain found on PATH") as error:
         build.check_go()
     assert "KUBECONFIG" in str(error.value)

@@ -16,16 +16,11 @@ CATEGORY = "wabaplane"
 
 # Meta's ids (WABA, business, phone number, template) are numeric strings of 15-17 digits today;
 # the bound is looser so that a longer id in future does not need a new CRD version.
-DigitString = Annotated[str, StringConstraints(pattern=r"^[0-9]+$", min_length=1, max_length=32)]
+DIGITS_PATTERN = r"^[0-9]+$"
+DigitString = Annotated[str, StringConstraints(pattern=DIGITS_PATTERN, min_length=1, max_length=32)]
 # A Kubernetes object name (RFC 1123 subdomain).
-ObjectName = Annotated[
-    str,
-    StringConstraints(
-        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
-        min_length=1,
-        max_length=253,
-    ),
-]
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+ObjectName = Annotated[str, StringConstraints(pattern=OBJECT_NAME_PATTERN, min_length=1, max_length=253)]
 SecretDataKey = Annotated[str, StringConstraints(pattern=r"^[-._a-zA-Z0-9]+$", min_length=1, max_length=253)]
 
 

@@ -27,8 +27,15 @@ MAX_BODY_PARAMETERS = 64
 ExampleValue = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 ParamName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=128)]
 
+
+def _cel_regex(pattern: str) -> str:
+    """A CEL string literal holding a regular expression."""
+    return "'" + pattern.replace("\\", "\\\\") + "'"
+
+
 # Anything that looks like a placeholder; the rules below then say which ones are well formed.
-_PLACEHOLDER = r"\\{\\{[^{}]*\\}\\}"
+_PLACEHOLDER = _cel_regex(r"\{\{[^{}]*\}\}")
+OPEN, CLOSE = r"\{\{", r"\}\}"
 
 
 class NamedParamExample(CamelModel):
@@ -38,6 +45,13 @@ class NamedParamExample(CamelModel):
     example: ExampleValue = Field(description="An example value Meta's reviewers see.")
 
 
+# Example names are unique: the API server refuses a second entry with the same paramName.
+NAMED_PARAMS_LIST: dict[str, Any] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["paramName"],
+}
+
+
 class ComponentExample(CamelModel):
     """Example values for a component's placeholders; required whenever it has placeholders."""
 
@@ -45,7 +59,10 @@ class ComponentExample(CamelModel):
         default=None, max_length=1, description="Positional header example: one value."
     )
     header_text_named_params: list[NamedParamExample] | None = Field(
-        default=None, max_length=1, description="Named header example: one entry."
+        default=None,
+        max_length=1,
+        description="Named header example: one entry.",
+        json_schema_extra=NAMED_PARAMS_LIST,
     )
     header_handle: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(
         default=None, max_length=1, description="Media header sample: a Resumable Upload handle."
@@ -57,7 +74,10 @@ class ComponentExample(CamelModel):
         json_schema_extra={ITEMS_EXTRA: {"maxItems": MAX_BODY_PARAMETERS}},
     )
     body_text_named_params: list[NamedParamExample] | None = Field(
-        default=None, max_length=MAX_BODY_PARAMETERS, description="Named body examples."
+        default=None,
+        max_length=MAX_BODY_PARAMETERS,
+        description="Named body examples, one per placeholder name.",
+        json_schema_extra=NAMED_PARAMS_LIST,
     )
 
 
@@ -107,14 +127,19 @@ BUTTON_RULES = [
     ),
 ]
 
+MAX_BUTTONS = 10
+_BUTTON_INDEXES = str(list(range(MAX_BUTTONS)))
+
 BUTTON_LIST_RULES = [
     cel("self.filter(b, b.type == 'URL').size() <= 2", "at most 2 URL buttons are allowed"),
     cel("self.filter(b, b.type == 'PHONE_NUMBER').size() <= 1", "at most 1 PHONE_NUMBER button is allowed"),
     cel("self.filter(b, b.type == 'COPY_CODE').size() <= 1", "at most 1 COPY_CODE button is allowed"),
     cel(
-        "!self.exists(b, b.type == 'QUICK_REPLY') || "
-        "self.map(b, b.type).lastIndexOf('QUICK_REPLY') - self.map(b, b.type).indexOf('QUICK_REPLY') + 1 "
-        "== self.filter(b, b.type == 'QUICK_REPLY').size()",
+        # No button other than a quick reply may stand between two quick replies. Loops run over a
+        # literal index list because CEL cannot bound the cost of map() over the buttons.
+        f"{_BUTTON_INDEXES}.all(i, i >= self.size() || self[i].type == 'QUICK_REPLY' || "
+        f"!{_BUTTON_INDEXES}.exists(j, j < i && self[j].type == 'QUICK_REPLY') || "
+        f"!{_BUTTON_INDEXES}.exists(j, j > i && j < self.size() && self[j].type == 'QUICK_REPLY'))",
         "QUICK_REPLY buttons must be grouped together (e.g. QUICK_REPLY, QUICK_REPLY, URL; "
         "not QUICK_REPLY, URL, QUICK_REPLY)",
     ),
@@ -137,7 +162,7 @@ class Component(CamelModel):
     buttons: list[Button] | None = Field(
         default=None,
         min_length=1,
-        max_length=10,
+        max_length=MAX_BUTTONS,
         description="BUTTONS only: at most 10 buttons.",
         json_schema_extra={**items_validations(*BUTTON_RULES), **validations(*BUTTON_LIST_RULES)},
     )
@@ -172,8 +197,8 @@ COMPONENT_RULES = [
     cel("self.type == 'BUTTONS' || !has(self.buttons)", "only a BUTTONS component takes buttons"),
     cel("self.type != 'BUTTONS' || !has(self.text)", "a BUTTONS component takes no text"),
     cel(
-        f"!has(self.text) || self.text.findAll('\\\\{{\\\\{{').size() == self.text.findAll('{_PLACEHOLDER}').size()"
-        f" && self.text.findAll('\\\\}}\\\\}}').size() == self.text.findAll('{_PLACEHOLDER}').size()",
+        f"!has(self.text) || self.text.findAll({_cel_regex(OPEN)}).size() == self.text.findAll({_PLACEHOLDER}).size()"
+        f" && self.text.findAll({_cel_regex(CLOSE)}).size() == self.text.findAll({_PLACEHOLDER}).size()",
         "text has unbalanced placeholder braces: every {{ must be closed by }}",
     ),
     cel(
@@ -181,7 +206,11 @@ COMPONENT_RULES = [
         "the BODY must not start or end with a placeholder; add text before and after it",
     ),
     cel(
-        f"self.type != 'HEADER' || !has(self.text) || self.text.findAll('{_PLACEHOLDER}').size() <= 1",
+        "!has(self.text) || !self.text.matches('\\\\}\\\\}\\\\s*\\\\{\\\\{')",
+        "placeholders must be separated by text: Meta rejects adjacent ones such as {{1}}{{2}}",
+    ),
+    cel(
+        f"self.type != 'HEADER' || !has(self.text) || self.text.findAll({_PLACEHOLDER}).size() <= 1",
         "a HEADER text may hold at most one placeholder",
     ),
 ]
@@ -192,7 +221,29 @@ def _for_text_components(condition: str) -> str:
     return f"self.components.all(c, !has(c.text) || c.type == 'FOOTER' || ({condition}))"
 
 
-_FOUND = f"c.text.findAll('{_PLACEHOLDER}')"
+# CEL's cost estimator cannot bound loops over findAll() results, so the positional rules iterate
+# over literal lists of the placeholders {{1}} .. {{MAX_POSITIONAL}} instead; a well-formedness
+# rule refuses larger numbers.
+MAX_POSITIONAL = 99
+_POSITIONAL = "[" + ", ".join(f"'{{{{{k}}}}}'" for k in range(1, MAX_POSITIONAL + 1)) + "]"
+_FOLLOWING = "[" + ", ".join(str(k) for k in range(1, MAX_POSITIONAL)) + "]"
+_COUNT = f"c.text.findAll({_PLACEHOLDER}).size()"
+_MALFORMED_POSITIONAL = _cel_regex(r"\{\{([^}]*[^0-9}][^}]*|0[0-9]*|[0-9]{3,}|)\}\}")
+_MALFORMED_NAMED = _cel_regex(r"\{\{([^}]*[^a-z0-9_}][^}]*|[0-9_][^}]*|)\}\}")
+
+
+def _named_examples_match(examples: str) -> str:
+    """Each example names a placeholder used exactly once, and there are as many as placeholders.
+
+    Example names are unique (a list-map keyed by paramName), so this also proves the
+    placeholders are unique.
+    """
+    return (
+        f"has({examples}) && {examples}.size() == {_COUNT} && {examples}.all(e, "
+        "c.text.indexOf('{{' + e.paramName + '}}') >= 0 && "
+        "c.text.indexOf('{{' + e.paramName + '}}') == c.text.lastIndexOf('{{' + e.paramName + '}}'))"
+    )
+
 
 SPEC_RULES = [
     cel("self.components.filter(c, c.type == 'BODY').size() == 1", "components must hold exactly one BODY"),
@@ -208,23 +259,29 @@ SPEC_RULES = [
     ),
     cel(
         "self.parameterFormat != 'POSITIONAL' || "
-        + _for_text_components(f"{_FOUND}.all(p, p == '{{{{' + string({_FOUND}.indexOf(p) + 1) + '}}}}')"),
-        "POSITIONAL placeholders must be {{1}}, {{2}}, ... numbered from 1 in order, without gaps or repeats",
-    ),
-    cel(
-        "self.parameterFormat != 'NAMED' || "
-        + _for_text_components(
-            f"{_FOUND}.all(p, p.matches('^\\\\{{\\\\{{[a-z][a-z0-9_]*\\\\}}\\\\}}$') && "
-            f"{_FOUND}.indexOf(p) == {_FOUND}.lastIndexOf(p))"
-        ),
-        "NAMED placeholders must be unique lowercase names such as {{first_name}} (letters, digits, _)",
+        + _for_text_components(f"!c.text.matches({_MALFORMED_POSITIONAL})"),
+        f"POSITIONAL placeholders must be numbers from 1 to {MAX_POSITIONAL} such as {{{{1}}}}; use "
+        "parameterFormat NAMED for {{name}} placeholders",
     ),
     cel(
         "self.parameterFormat != 'POSITIONAL' || "
         + _for_text_components(
-            f"{_FOUND}.size() == 0 || (has(c.example) && ("
-            f"c.type == 'BODY' ? (has(c.example.bodyText) && c.example.bodyText[0].size() == {_FOUND}.size()) "
-            f": (has(c.example.headerText) && c.example.headerText.size() == {_FOUND}.size())))"
+            f"{_FOLLOWING}.all(i, !c.text.contains({_POSITIONAL}[i]) || c.text.contains({_POSITIONAL}[i - 1]))"
+            f" && {_POSITIONAL}.all(p, c.text.indexOf(p) == c.text.lastIndexOf(p))"
+        ),
+        "POSITIONAL placeholders must be numbered {{1}}, {{2}}, ... without gaps, each used once",
+    ),
+    cel(
+        "self.parameterFormat != 'NAMED' || " + _for_text_components(f"!c.text.matches({_MALFORMED_NAMED})"),
+        "NAMED placeholders must be lowercase names such as {{first_name}} (letters, digits and _, "
+        "starting with a letter)",
+    ),
+    cel(
+        "self.parameterFormat != 'POSITIONAL' || "
+        + _for_text_components(
+            f"{_COUNT} == 0 || (has(c.example) && (c.type == 'BODY' ? "
+            f"(has(c.example.bodyText) && c.example.bodyText[0].size() == {_COUNT}) : "
+            f"(has(c.example.headerText) && c.example.headerText.size() == {_COUNT})))"
         ),
         "POSITIONAL placeholders need examples: example.bodyText must hold one list with a value for "
         "each BODY placeholder, example.headerText one value for the HEADER placeholder",
@@ -232,16 +289,12 @@ SPEC_RULES = [
     cel(
         "self.parameterFormat != 'NAMED' || "
         + _for_text_components(
-            f"{_FOUND}.size() == 0 || (has(c.example) && ("
-            "c.type == 'BODY' ? (has(c.example.bodyTextNamedParams) && "
-            f"c.example.bodyTextNamedParams.size() == {_FOUND}.size() && "
-            f"c.example.bodyTextNamedParams.all(e, ('{{{{' + e.paramName + '}}}}') in {_FOUND})) "
-            ": (has(c.example.headerTextNamedParams) && "
-            f"c.example.headerTextNamedParams.size() == {_FOUND}.size() && "
-            f"c.example.headerTextNamedParams.all(e, ('{{{{' + e.paramName + '}}}}') in {_FOUND}))))"
+            f"{_COUNT} == 0 || (has(c.example) && (c.type == 'BODY' ? "
+            f"({_named_examples_match('c.example.bodyTextNamedParams')}) : "
+            f"({_named_examples_match('c.example.headerTextNamedParams')})))"
         ),
-        "NAMED placeholders need examples: example.bodyTextNamedParams (and headerTextNamedParams for "
-        "the HEADER) must name each placeholder exactly once",
+        "NAMED placeholders need examples, and each name may be used once: example.bodyTextNamedParams "
+        "(and headerTextNamedParams for the HEADER) must name each placeholder exactly once",
     ),
 ]
 

@@ -91,6 +91,10 @@ def _convert(node: JsonSchema, definitions: dict[str, JsonSchema]) -> JsonSchema
     if node.get("default", ...) is None:
         # An absent optional field is simply omitted; a CRD default of null is invalid.
         del node["default"]
+    enum = node.get("enum")
+    if enum and all(isinstance(value, str) for value in enum) and "maxLength" not in node:
+        # CEL's cost estimator does not read enums; without a bound every string is assumed huge.
+        node["maxLength"] = max(len(value) for value in enum)
     if ITEMS_EXTRA in node:
         node["items"] = _deep_merge(node["items"], node.pop(ITEMS_EXTRA))
 

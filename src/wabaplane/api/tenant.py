@@ -134,7 +134,12 @@ class TenantSpec(CamelModel):
     quotas: Quotas = Field(
         default_factory=Quotas,
         description="Send quotas; every field has a default.",
-        json_schema_extra={"default": {}, **validations(*QUOTAS_RULES)},
+        # The full default, not {}: the API server checks a default against the CEL rules before
+        # it applies the defaults of the nested fields.
+        json_schema_extra={
+            "default": Quotas().model_dump(by_alias=True, exclude_none=True),
+            **validations(*QUOTAS_RULES),
+        },
     )
     suspended: bool = Field(
         default=False,

@@ -43,6 +43,9 @@ class BuildTarget:
     ldflags: str
     tags: str
     output_dir: Path
+    # `go build -o DIR/` names a binary after its package's last path element ("v3" resolves to
+    # "server" for etcd), so a single-package target names its binary explicitly.
+    binary_name: str | None = None
 
 
 def _version_ldflags(version: str) -> str:
@@ -67,6 +70,7 @@ def targets(binaries: Binaries) -> list[BuildTarget]:
             ldflags="-s -w",
             tags="",
             output_dir=binaries.etcd.parent,
+            binary_name=binaries.etcd.name,
         ),
         BuildTarget(
             label=f"kube-apiserver and kube-controller-manager {KUBERNETES_VERSION}",
@@ -144,7 +148,8 @@ def _build(target: BuildTarget, report: Report) -> None:
         _run(["go", "mod", "download"], work, env, log, log_path, target)
         total = _count_packages(target, work, env)
         report(f"[{target.label}] compiling {total} packages; log: {log_path}")
-        command = ["go", "build", "-v", "-trimpath", f"-ldflags={target.ldflags}", "-o", f"{partial}/"]
+        output = str(partial / target.binary_name) if target.binary_name else f"{partial}/"
+        command = ["go", "build", "-v", "-trimpath", f"-ldflags={target.ldflags}", "-o", output]
         if target.tags:
             command.append(f"-tags={target.tags}")
         command += list(target.packages)

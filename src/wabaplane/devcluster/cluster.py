@@ -35,12 +35,13 @@ STOP_TIMEOUT_SECONDS = 15.0
 LOG_TAIL_LINES = 30
 CONTEXT_NAME = "wabaplane-local"
 # The controllers the operator and the tests rely on: namespace cleanup, garbage collection of
-# owned Secrets, and the default ServiceAccount with its tokens.
+# owned Secrets, the default ServiceAccount with its tokens, and the kube-root-ca.crt ConfigMap.
 CONTROLLERS = (
     "namespace-controller",
     "garbage-collector-controller",
     "serviceaccount-controller",
     "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
 )
 
 
@@ -270,6 +271,8 @@ class LocalCluster:
             f"--secure-port={state.apiserver_port}",
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
+            # The kubernetes Service cannot point at a loopback address; nothing here needs it.
+            "--endpoint-reconciler-type=none",
             "--service-cluster-ip-range=10.0.0.0/24",
             f"--service-account-issuer=https://127.0.0.1:{state.apiserver_port}",
             f"--service-account-key-file={pki.service_account_public_key}",
