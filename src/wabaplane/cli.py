@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+from aiohttp import web
 
 from wabaplane.api import crds as crd_module
 from wabaplane.api import reference as crd_reference
@@ -13,6 +14,9 @@ from wabaplane.devcluster.build import ensure_built
 from wabaplane.devcluster.cluster import LocalCluster
 from wabaplane.devcluster.errors import ClusterError
 from wabaplane.devcluster.paths import default_state_dir
+from wabaplane.emulator.app import create_app as create_emulator_app
+from wabaplane.emulator.config import EmulatorSettings
+from wabaplane.emulator.seed import load_file as load_seed
 
 
 @click.group()
@@ -138,3 +142,53 @@ def kubeconfig(state_dir: Path | None) -> None:
 
 def _state_dir_flag(state_dir: Path | None) -> str:
     return f" --state-dir {state_dir}" if state_dir else ""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8990, show_default=True, type=int, help="Port to listen on.")
+@click.option("--app-id", default=EmulatorSettings().app_id, show_default=True, help="The Meta app's id.")
+@click.option(
+    "--app-secret", default=EmulatorSettings().app_secret, show_default=True, help="Signs webhooks."
+)
+@click.option(
+    "--verify-token", default=EmulatorSettings().verify_token, show_default=True, help="For handshakes."
+)
+@click.option(
+    "--callback-url", default=None, help="The app's webhook callback URL (e.g. the gateway's /webhook)."
+)
+@click.option(
+    "--seed",
+    "seed_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="YAML seed: businesses, WABAs, numbers, tokens, signup codes.",
+)
+@click.option("--review-seconds", default=EmulatorSettings().template_review_seconds, show_default=True, type=float,
+              help="Delay before the automatic template review.")  # fmt: skip
+def emulator(
+    host: str,
+    port: int,
+    app_id: str,
+    app_secret: str,
+    verify_token: str,
+    callback_url: str | None,
+    seed_file: Path | None,
+    review_seconds: float,
+) -> None:
+    """Run the Meta Graph API and webhook emulator (control API under /_emulator/)."""
+    settings = EmulatorSettings(
+        app_id=app_id,
+        app_secret=app_secret,
+        verify_token=verify_token,
+        callback_url=callback_url,
+        template_review_seconds=review_seconds,
+    )
+    try:
+        seed = load_seed(seed_file) if seed_file else None
+    except (ValueError, OSError) as error:
+        raise click.ClickException(f"invalid seed file {seed_file}: {error}") from None
+    app = create_emulator_app(settings, seed)
+    click.echo(
+        f"Meta emulator on http://{host}:{port} (Graph paths /v25.0/..., control API /_emulator/)", err=True
+    )
+    web.run_app(app, host=host, port=port, print=None)

@@ -1,0 +1,44 @@
+"""The two limiter shapes Meta documents: a counted window and a burst bucket."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+
+class SlidingWindow:
+    """At most `limit` events in any `seconds`-long window."""
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self.events: deque[float] = deque()
+
+    def try_acquire(self, now: float | None = None) -> float | None:
+        """Record an event and return None, or return the seconds until one is allowed."""
+        now = time.monotonic() if now is None else now
+        while self.events and self.events[0] <= now - self.seconds:
+            self.events.popleft()
+        if len(self.events) >= self.limit:
+            return self.events[0] + self.seconds - now
+        self.events.append(now)
+        return None
+
+
+class TokenBucket:
+    """A burst of `capacity`, refilled by one every `refill_seconds` (Meta's pair rate)."""
+
+    def __init__(self, capacity: int, refill_seconds: float) -> None:
+        self.capacity = capacity
+        self.refill_seconds = refill_seconds
+        self.tokens = float(capacity)
+        self.updated = time.monotonic()
+
+    def try_acquire(self, now: float | None = None) -> float | None:
+        now = time.monotonic() if now is None else now
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) / self.refill_seconds)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return None
+        return (1 - self.tokens) * self.refill_seconds
