@@ -16,6 +16,7 @@ from wabaplane.devcluster.errors import ClusterError
 from wabaplane.devcluster.paths import default_state_dir
 from wabaplane.emulator.app import create_app as create_emulator_app
 from wabaplane.emulator.config import EmulatorSettings
+from wabaplane.emulator.graph import EMULATOR_KEY
 from wabaplane.emulator.seed import load_file as load_seed
 
 
@@ -188,6 +189,8 @@ def emulator(
     except (ValueError, OSError) as error:
         raise click.ClickException(f"invalid seed file {seed_file}: {error}") from None
     app = create_emulator_app(settings, seed)
+    for code in app[EMULATOR_KEY].world.codes:
+        click.echo(f"Embedded Signup code from the seed: {code}", err=True)
     click.echo(
         f"Meta emulator on http://{host}:{port} (Graph paths /v25.0/..., control API /_emulator/)", err=True
     )

@@ -172,7 +172,6 @@ class Harness:
             return await http.request(method, f"/_emulator/{path}", json=body)
 
 
-
 @pytest.fixture
 async def harness(settings: EmulatorSettings, receivers: Callable[[str], Any]) -> AsyncIterator[Harness]:
     app = create_app(settings, Seed.model_validate(SEED))
@@ -184,12 +183,12 @@ async def harness(settings: EmulatorSettings, receivers: Callable[[str], Any]) -
         await server.close()
 
 
-async def eventually(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+async def eventually(predicate: Callable[[], Any], within: float = 5.0, what: str = "condition") -> Any:
     """Wait on state: poll until the predicate is truthy, failing after `timeout`."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         result = predicate()
         if result:
             return result
         await asyncio.sleep(0.01)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+    pytest.fail(f"timed out after {within}s waiting for {what}")

@@ -27,7 +27,11 @@ TEMPLATE = {
     "language": "en_US",
     "category": "UTILITY",
     "components": [
-        {"type": "BODY", "text": "Hi {{1}}, your order {{2}} has shipped.", "example": {"body_text": [["Ann", "#1"]]}},
+        {
+            "type": "BODY",
+            "text": "Hi {{1}}, your order {{2}} has shipped.",
+            "example": {"body_text": [["Ann", "#1"]]},
+        },
         {"type": "FOOTER", "text": "Acme"},
     ],
 }
@@ -49,7 +53,8 @@ async def test_code_exchange_yields_a_scoped_token(harness: Harness) -> None:
         assert info.is_valid
         assert info.target_ids("whatsapp_business_management") == [ACME_WABA]
         assert info.target_ids("whatsapp_business_messaging") == [ACME_WABA]
-        assert info.expires_at and info.expires_at > 0
+        assert info.expires_at is not None
+        assert info.expires_at > 0
         with pytest.raises(errors.InvalidParameter, match="has been used"):
             await client.exchange_code(code)
 
@@ -83,7 +88,9 @@ async def test_subscription_lifecycle(harness: Harness, receivers: Any) -> None:
         (app,) = await client.subscribed_apps(ACME_WABA, ACME_TOKEN)
         assert app.override_callback_uri == override.url
         with pytest.raises(errors.MetaError) as raised:
-            await client.subscribe_app(ACME_WABA, ACME_TOKEN, override_callback_uri=override.url, verify_token="bad")
+            await client.subscribe_app(
+                ACME_WABA, ACME_TOKEN, override_callback_uri=override.url, verify_token="bad"
+            )
         assert raised.value.code == 2200
 
 
@@ -135,7 +142,13 @@ async def test_template_lifecycle(harness: Harness) -> None:
         assert [t.id for t in listed] == [created.id]
         with pytest.raises(errors.InvalidParameter, match="already exists"):
             await client.create_template(ACME_WABA, ACME_TOKEN, TEMPLATE)
-        body = [{"type": "BODY", "text": "Hello {{1}}, order {{2}} shipped!", "example": {"body_text": [["A", "B"]]}}]
+        body = [
+            {
+                "type": "BODY",
+                "text": "Hello {{1}}, order {{2}} shipped!",
+                "example": {"body_text": [["A", "B"]]},
+            }
+        ]
         assert await client.edit_template(created.id, ACME_TOKEN, components=body)
         await eventually(lambda: world.templates[created.id].status == "APPROVED", what="re-approval")
         with pytest.raises(errors.InvalidParameter, match="once per 24 hours"):
@@ -218,7 +231,9 @@ async def test_template_sends(harness: Harness) -> None:
             await client.send_message(ACME_SUPPORT, ACME_TOKEN, {"to": CUSTOMER, "type": "template",
                                                                  "template": template})  # fmt: skip
         assert raised.value.code == 132001  # still PENDING
-        await eventually(lambda: harness.emulator.world.templates[created.id].status == "APPROVED", what="approval")
+        await eventually(
+            lambda: harness.emulator.world.templates[created.id].status == "APPROVED", what="approval"
+        )
         with pytest.raises(errors.TemplateError) as raised:
             await client.send_message(ACME_SUPPORT, ACME_TOKEN, {"to": CUSTOMER, "type": "template",
                                                                  "template": template})  # fmt: skip
@@ -232,7 +247,9 @@ async def test_template_sends(harness: Harness) -> None:
 
 async def test_pair_rate_limit(harness: Harness) -> None:
     harness.emulator.settings.limits.pair_burst = 2
-    await harness.control("POST", "inbound", {"phone_number_id": ACME_SUPPORT, "from": CUSTOMER, "text": "hi"})
+    await harness.control(
+        "POST", "inbound", {"phone_number_id": ACME_SUPPORT, "from": CUSTOMER, "text": "hi"}
+    )
     async with harness.client() as client:
         for _ in range(2):
             await client.send_message(ACME_SUPPORT, ACME_TOKEN, text("again"))
@@ -293,7 +310,9 @@ async def test_invalid_revoked_and_expired_tokens(harness: Harness) -> None:
 
 
 async def test_transient_errors_are_retried_then_succeed(harness: Harness) -> None:
-    await harness.control("POST", "faults", {"path": "/phone_numbers", "count": 2, "code": 2, "http_status": 503})
+    await harness.control(
+        "POST", "faults", {"path": "/phone_numbers", "count": 2, "code": 2, "http_status": 503}
+    )
     async with harness.client(max_retries=3) as client:
         numbers = await client.phone_numbers(ACME_WABA, ACME_TOKEN)
     assert len(numbers) == 2
@@ -309,13 +328,17 @@ async def test_transient_errors_beyond_the_retry_budget_surface(harness: Harness
 
 
 async def test_connection_reset_is_retried_for_reads(harness: Harness) -> None:
-    await harness.control("POST", "faults", {"method": "GET", "path": "/phone_numbers", "count": 1, "reset": True})
+    await harness.control(
+        "POST", "faults", {"method": "GET", "path": "/phone_numbers", "count": 1, "reset": True}
+    )
     async with harness.client() as client:
         assert len(await client.phone_numbers(ACME_WABA, ACME_TOKEN)) == 2
 
 
 async def test_a_send_is_never_retried_after_the_connection_dropped(harness: Harness) -> None:
-    await harness.control("POST", "faults", {"method": "POST", "path": "/messages", "count": 1, "reset": True})
+    await harness.control(
+        "POST", "faults", {"method": "POST", "path": "/messages", "count": 1, "reset": True}
+    )
     async with harness.client() as client:
         with pytest.raises(errors.MetaUnreachable):
             await client.send_message(ACME_SUPPORT, ACME_TOKEN, text("once"))
@@ -335,10 +358,14 @@ async def test_timeouts(harness: Harness) -> None:
 async def test_invalid_parameters(harness: Harness) -> None:
     async with harness.client() as client:
         with pytest.raises(errors.InvalidParameter) as raised:
-            await client.send_message(ACME_SUPPORT, ACME_TOKEN, {"type": "text", "text": {"body": "no recipient"}})
+            await client.send_message(
+                ACME_SUPPORT, ACME_TOKEN, {"type": "text", "text": {"body": "no recipient"}}
+            )
         assert raised.value.code == 131008
         with pytest.raises(errors.InvalidParameter) as raised:
-            await client.send_message(ACME_SUPPORT, ACME_TOKEN, {"to": CUSTOMER, "type": "hologram", "hologram": {}})
+            await client.send_message(
+                ACME_SUPPORT, ACME_TOKEN, {"to": CUSTOMER, "type": "hologram", "hologram": {}}
+            )
         assert raised.value.code == 100
         buttons = {"type": "button", "body": {"text": "Pick"}, "action": {"buttons": [
             {"type": "reply", "reply": {"id": str(i), "title": f"Option {i}"}} for i in range(4)]}}  # fmt: skip

@@ -18,6 +18,7 @@ Manifest = dict[str, Any]
 
 
 def example(name: str) -> Manifest:
+    """A manifest from examples/ by metadata.name."""
     for path in sorted(EXAMPLES_DIR.glob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
             if document["metadata"]["name"] == name:

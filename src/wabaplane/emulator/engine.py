@@ -7,6 +7,7 @@ code. The HTTP layer (graph.py) only parses requests and renders results.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import time
 from typing import Any
@@ -180,7 +181,10 @@ class Emulator:
         self.world.tokens[token.value] = token
         return token
 
-    def issue_signup_code(self, business_id: str, waba_ids: list[str], expires_in: int | None) -> str:
+    def issue_signup_code(
+        self, business_id: str, waba_ids: list[str], expires_in: int | None, valid_for: float | None = None
+    ) -> str:
+        """A one-time code; valid for Meta's 30 s unless `valid_for` says otherwise (seeds for demos)."""
         for waba_id in waba_ids:
             if waba_id not in self.world.wabas:
                 raise invalid_parameter(f"unknown WABA {waba_id}")
@@ -188,7 +192,7 @@ class Emulator:
             code=self.world.new_code(),
             business_id=business_id,
             waba_ids=waba_ids,
-            expires_at=time.time() + self.settings.limits.signup_code_ttl_seconds,
+            expires_at=time.time() + (valid_for or self.settings.limits.signup_code_ttl_seconds),
             expires_in=expires_in,
         )
         self.world.codes[code.code] = code
@@ -750,11 +754,15 @@ class Emulator:
                 "code": code, "title": title, "message": title, "error_data": {"details": details},
                 "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/",
             }]  # fmt: skip
-        self.emit(phone.waba_id, "messages", {
+        value: dict[str, Any] = {
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": phone.display_phone_number, "phone_number_id": phone.id},
             "statuses": [item],
-        }, phone=phone)  # fmt: skip
+        }
+        if failure is None or failure[0] != 131026:  # a non-WhatsApp recipient has no user id
+            value["contacts"] = [{"wa_id": message.wa_id,
+                                  "user_id": self.business_scoped_user_id(phone, message.wa_id)}]  # fmt: skip
+        self.emit(phone.waba_id, "messages", value, phone=phone)
 
     # -- inbound and webhooks ----------------------------------------------------------------
 
@@ -764,17 +772,30 @@ class Emulator:
             raise not_found(phone_id, "POST")
         wa_id = digits(sender)
         wamid = self.world.new_wamid()
-        full = {"from": wa_id, "id": wamid, "timestamp": str(int(time.time())), **message}
+        user_id = self.business_scoped_user_id(phone, wa_id)
+        full = {
+            "from": wa_id,
+            "from_user_id": user_id,
+            "id": wamid,
+            "timestamp": str(int(time.time())),
+            **message,
+        }
         full.setdefault("type", "text")
         self.world.inbound[wamid] = full
         self.world.windows[(phone.id, wa_id)] = time.time()
         self.emit(phone.waba_id, "messages", {
             "messaging_product": "whatsapp",
             "metadata": {"display_phone_number": phone.display_phone_number, "phone_number_id": phone.id},
-            "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+            "contacts": [{"profile": {"name": name}, "wa_id": wa_id, "user_id": user_id}],
             "messages": [full],
         }, phone=phone)  # fmt: skip
         return wamid
+
+    def business_scoped_user_id(self, phone: Phone, wa_id: str) -> str:
+        """A BSUID (e.g. US.1349...): stable per business portfolio and user, as Meta's newer payloads carry."""
+        business_id = self.world.wabas[phone.waba_id].business_id
+        number = int(hashlib.sha256(f"{business_id}:{wa_id}".encode()).hexdigest(), 16) % 10**19
+        return f"{country_of(wa_id)}.{number:019d}"
 
     def emit(
         self,
@@ -823,6 +844,17 @@ class Emulator:
         phone = Phone(id=fields.pop("id", None) or self.world.new_id(), waba_id=waba_id, **fields)
         self.world.phones[phone.id] = phone
         return phone
+
+
+# Calling codes of the countries the seed data and tests use; others fall back to "ZZ".
+_COUNTRIES = {"1": "US", "44": "GB", "49": "DE", "55": "BR", "52": "MX", "91": "IN", "351": "PT", "34": "ES"}
+
+
+def country_of(wa_id: str) -> str:
+    for length in (3, 2, 1):
+        if wa_id[:length] in _COUNTRIES:
+            return _COUNTRIES[wa_id[:length]]
+    return "ZZ"
 
 
 def normalise_recipient(to: str, country_code: str) -> str:

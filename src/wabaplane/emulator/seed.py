@@ -55,6 +55,9 @@ class SeedSignupCode(_Strict):
     business: str = Field(description="The business id.")
     wabas: list[str]
     expires_in: int | None = Field(default=None, ge=1, description="Lifetime of the token it yields.")
+    valid_for_seconds: float | None = Field(
+        default=None, gt=0, description="How long the code itself may be exchanged; unset: Meta's 30 s."
+    )
 
 
 class Seed(_Strict):
@@ -63,8 +66,18 @@ class Seed(_Strict):
     signup_codes: list[SeedSignupCode] = Field(default_factory=list)
 
 
+SEED_KEY = "seed.yaml"
+
+
 def load_file(path: Path) -> Seed:
-    return Seed.model_validate(yaml.safe_load(path.read_text()) or {})
+    """A seed document, or a ConfigMap holding one under the key `seed.yaml`."""
+    document = yaml.safe_load(path.read_text()) or {}
+    if isinstance(document, dict) and document.get("kind") == "ConfigMap":
+        data = document.get("data") or {}
+        if SEED_KEY not in data:
+            raise ValueError(f"the ConfigMap has no {SEED_KEY!r} key")
+        document = yaml.safe_load(data[SEED_KEY]) or {}
+    return Seed.model_validate(document)
 
 
 def apply(emulator: Emulator, seed: Seed) -> dict[str, Any]:
@@ -98,6 +111,8 @@ def apply(emulator: Emulator, seed: Seed) -> dict[str, Any]:
         created["tokens"].append(token.value)
     for code_seed in seed.signup_codes:
         created["signup_codes"].append(
-            emulator.issue_signup_code(code_seed.business, code_seed.wabas, code_seed.expires_in)
+            emulator.issue_signup_code(
+                code_seed.business, code_seed.wabas, code_seed.expires_in, code_seed.valid_for_seconds
+            )
         )
     return created
