@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
@@ -388,3 +389,46 @@ def test_http_statuses_are_configurable() -> None:
 
     assert GraphError(code=131056, details="x").status(settings.http_status_overrides) == 400
     assert GraphError(code=131056, details="x").status({}) == 429
+
+
+async def test_undeliverable_errors_are_classified(harness: Harness) -> None:
+    await harness.control(
+        "POST", "faults", {"method": "POST", "path": "/messages", "count": 1, "code": 131026}
+    )
+    async with harness.client() as client:
+        with pytest.raises(errors.UndeliverableError) as raised:
+            await client.send_message(ACME_SUPPORT, ACME_TOKEN, text("hi"))
+    assert raised.value.code == 131026
+    assert raised.value.fbtrace_id
+
+
+async def test_template_creation_hourly_limit(harness: Harness) -> None:
+    harness.emulator.settings.limits.template_creates_per_hour = 2
+    async with harness.client() as client:
+        for index in range(2):
+            await client.create_template(ACME_WABA, ACME_TOKEN, {**TEMPLATE, "name": f"t{index}"})
+        with pytest.raises(errors.RateLimited) as raised:
+            await client.create_template(ACME_WABA, ACME_TOKEN, {**TEMPLATE, "name": "t2"})
+    assert raised.value.code == 80007
+    assert raised.value.retry_after is not None
+
+
+def _has_three(statuses: list[str]) -> bool:
+    return len(statuses) == 3
+
+
+async def test_statuses_can_arrive_out_of_order(settings: EmulatorSettings, harness: Harness) -> None:
+    harness.emulator.settings.shuffle_statuses = True
+    harness.emulator.settings.status_delays = (0.01, 0.05, 0.1)
+    await harness.control(
+        "POST", "inbound", {"phone_number_id": ACME_SUPPORT, "from": CUSTOMER, "text": "hi"}
+    )
+    orders = set()
+    async with harness.client() as client:
+        for _ in range(12):
+            sent = await client.send_message(ACME_SUPPORT, ACME_TOKEN, text("hi", to=CUSTOMER))
+            statuses = harness.emulator.world.messages[sent.message_id].statuses
+            await eventually(partial(_has_three, statuses), what="three statuses")
+            orders.add(tuple(statuses))
+    assert len(orders) > 1, "with shuffling on, the order of statuses varies"
+    assert all(sorted(order) == ["delivered", "read", "sent"] for order in orders)
