@@ -195,3 +195,43 @@ def emulator(
         f"Meta emulator on http://{host}:{port} (Graph paths /v25.0/..., control API /_emulator/)", err=True
     )
     web.run_app(app, host=host, port=port, print=None)
+
+
+@main.command()
+@click.option(
+    "--namespace", "-n", "namespaces", multiple=True, help="Watch only these namespaces (repeatable)."
+)
+@click.option(
+    "--all-namespaces", "-A", is_flag=True, help="Watch every namespace (the default with no --namespace)."
+)
+@click.option(
+    "--peering",
+    default=None,
+    help="Coordinate with other replicas through this kopf peering object (the chart installs it); "
+    "without it the operator runs standalone, so run exactly one replica.",
+)
+@click.option(
+    "--liveness", default="http://0.0.0.0:8080/healthz", show_default=True, help="Liveness endpoint."
+)
+@click.option("--verbose", is_flag=True, help="Debug logging.")
+def operator(
+    namespaces: tuple[str, ...], all_namespaces: bool, peering: str | None, liveness: str, verbose: bool
+) -> None:
+    """Run the operator (kopf). The Meta app comes from WABAPLANE_META_APP_ID / _SECRET and friends."""
+    import kopf
+
+    import wabaplane.operator.handlers  # noqa: F401 - registers the handlers
+    from wabaplane.operator.settings import OperatorSettings
+
+    try:
+        OperatorSettings.from_environment()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    kopf.configure(verbose=verbose)
+    kopf.run(
+        standalone=peering is None,
+        peering_name=peering,
+        namespaces=list(namespaces),
+        clusterwide=all_namespaces or not namespaces,
+        liveness_endpoint=liveness,
+    )

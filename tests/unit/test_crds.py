@@ -95,7 +95,11 @@ def test_spec_field_names_match_the_api() -> None:
         "quotas",
         "suspended",
     }
-    assert set(tenant["credentials"]["properties"]) == {"tokenSecretRef", "embeddedSignup"}
+    assert set(tenant["credentials"]["properties"]) == {
+        "tokenSecretRef",
+        "embeddedSignup",
+        "allowMultiWabaToken",
+    }
     assert set(tenant["credentials"]["properties"]["embeddedSignup"]["properties"]) == {"codeSecretRef"}
     assert set(tenant["quotas"]["properties"]) == {
         "messagesPerSecond",

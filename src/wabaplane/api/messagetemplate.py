@@ -346,6 +346,9 @@ class MessageTemplateStatus(StatusBase):
     category: Annotated[str, StringConstraints(max_length=64)] | None = Field(
         default=None, description="The category Meta decided."
     )
+    last_event_time: int | None = Field(
+        default=None, description="Meta's time of the last management event applied (older ones are ignored)."
+    )
     last_edited_at: datetime | None = Field(
         default=None, description="When the operator last edited the template at Meta (edit limits apply)."
     )

@@ -61,6 +61,12 @@ class PhoneNumberStatus(StatusBase):
         default=None, description="Meta's throughput level: STANDARD (80 mps) or HIGH (1000 mps)."
     )
     registered: bool | None = Field(default=None, description="Whether the number is registered.")
+    code_verification_status: ShortText | None = Field(
+        default=None, description="VERIFIED, NOT_VERIFIED or EXPIRED."
+    )
+    last_event_time: int | None = Field(
+        default=None, description="Meta's time of the last management event applied (older ones are ignored)."
+    )
 
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [

@@ -63,6 +63,11 @@ class Credentials(CamelModel):
     embedded_signup: EmbeddedSignup | None = Field(
         default=None, description="Exchange an Embedded Signup code for a business token."
     )
+    allow_multi_waba_token: bool = Field(
+        default=False,
+        description="Accept a token whose scopes also name other WABAs. By default such a token is refused "
+        "(TokenScopeTooBroad), because a leaked tenant token must not reach other businesses.",
+    )
 
 
 CREDENTIALS_RULES = [

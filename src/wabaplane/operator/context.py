@@ -1,0 +1,125 @@
+"""What every handler shares: the clients, the settings, and status bookkeeping with Events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import kopf
+
+from wabaplane.meta import errors
+from wabaplane.meta.client import GraphClient
+from wabaplane.operator import conditions, reasons
+from wabaplane.operator.kube import Kube
+from wabaplane.operator.settings import OperatorSettings
+
+
+@dataclass
+class Clients:
+    settings: OperatorSettings
+    graph: GraphClient
+    kube: Kube
+
+
+def as_body(obj: Mapping[str, Any]) -> kopf.Body:
+    """A kopf Body around an object read from the API (for Events and status bookkeeping)."""
+    return kopf.Body(cast(Any, obj))
+
+
+def clients(memo: Any) -> Clients:
+    found = memo.get("clients")
+    if not isinstance(found, Clients):
+        raise kopf.TemporaryError("the operator is still starting", delay=1)
+    return found
+
+
+@dataclass
+class StatusBook:
+    """Accumulates one reconcile's status and posts an Event for every condition that flips."""
+
+    body: kopf.Body
+    generation: int
+    current: list[dict[str, Any]] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, body: kopf.Body) -> StatusBook:
+        status = body.get("status") or {}
+        return cls(body, int(body["metadata"].get("generation", 1)), list(status.get("conditions") or []))
+
+    def set(self, type_: str, status: bool | None, reason: str, message: str) -> None:
+        before = conditions.get(self.current, type_)
+        self.current = conditions.set_condition(self.current, type_, status, reason, message, self.generation)
+        after = conditions.get(self.current, type_)
+        assert after is not None
+        flipped = before is None or before.get("status") != after["status"] or before.get("reason") != reason
+        if flipped and type_ != reasons.READY:
+            unhealthy = (type_ == reasons.TOKEN_EXPIRING) == bool(status)
+            (kopf.warn if unhealthy and status is not None else kopf.info)(
+                self.body, reason=reason, message=message
+            )
+
+    def remove(self, type_: str) -> None:
+        self.current = conditions.remove_condition(self.current, type_)
+
+    def is_true(self, type_: str) -> bool:
+        return conditions.is_true(self.current, type_)
+
+    def summarise(
+        self, required: list[str], ready_message: str, ready_reason: str = reasons.RECONCILED
+    ) -> bool:
+        """Set Ready from the required conditions: the first one not True explains why."""
+        for type_ in required:
+            condition = conditions.get(self.current, type_)
+            if condition is None or condition["status"] != "True":
+                reason = condition["reason"] if condition else reasons.RECONCILING
+                message = condition["message"] if condition else f"{type_} not yet determined"
+                self._set_ready(False if condition else None, reason, message)
+                return False
+        self._set_ready(True, ready_reason, ready_message)
+        return True
+
+    def _set_ready(self, status: bool | None, reason: str, message: str) -> None:
+        before = conditions.get(self.current, reasons.READY)
+        self.current = conditions.set_condition(
+            self.current, reasons.READY, status, reason, message, self.generation
+        )
+        if before is None or before.get("status") != (
+            "True" if status else "False" if status is False else "Unknown"
+        ):
+            post = kopf.info if status else kopf.warn
+            if status is not None:
+                post(self.body, reason=reason, message=message)
+
+    def write(self, patch: kopf.Patch) -> None:
+        for key, value in self.fields.items():
+            patch.status[key] = value
+        patch.status["conditions"] = self.current
+        patch.status["observedGeneration"] = self.generation
+
+
+@contextmanager
+def meta_errors(book: StatusBook, condition: str, settings: OperatorSettings) -> Iterator[None]:
+    """Turn Graph errors into an honest condition and a delayed retry (never a hot loop)."""
+    try:
+        yield
+    except errors.RateLimited as error:
+        delay = max(error.retry_after or 0.0, settings.retry_delay_seconds)
+        book.set(
+            condition,
+            False,
+            reasons.META_RATE_LIMITED,
+            f"Meta rate limited the call; retrying in {delay:.0f}s: {error}",
+        )
+        raise kopf.TemporaryError(str(error), delay=delay) from None
+    except errors.TransientError as error:
+        book.set(condition, False, reasons.META_UNAVAILABLE, f"Meta is unavailable; retrying: {error}")
+        raise kopf.TemporaryError(str(error), delay=settings.retry_delay_seconds) from None
+    except errors.AuthenticationError as error:
+        book.set(condition, False, reasons.TOKEN_INVALID, f"Meta refused the token: {error}")
+        raise kopf.TemporaryError(str(error), delay=settings.resync_seconds) from None
+    except errors.MetaError as error:
+        book.set(condition, False, reasons.META_ERROR, f"Meta answered an error: {error}")
+        raise kopf.TemporaryError(str(error), delay=settings.resync_seconds) from None
