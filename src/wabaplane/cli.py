@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -227,6 +228,7 @@ def operator(
         OperatorSettings.from_environment()
     except ValueError as error:
         raise click.ClickException(str(error)) from None
+    os.environ["WABAPLANE_NAMESPACES"] = ",".join(namespaces)
     kopf.configure(verbose=verbose)
     kopf.run(
         standalone=peering is None,

@@ -282,6 +282,12 @@ async def messages(request: web.Request) -> web.Response:
     ]})  # fmt: skip
 
 
+@routes.get("/_emulator/requests")
+async def requests(request: web.Request) -> web.Response:
+    """Every Graph call received (secrets redacted), oldest first: to count what a client did."""
+    return web.json_response({"data": request.app[EMULATOR_KEY].sent_requests})
+
+
 @routes.get("/_emulator/state")
 async def state(request: web.Request) -> web.Response:
     world = request.app[EMULATOR_KEY].world

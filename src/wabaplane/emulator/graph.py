@@ -120,6 +120,7 @@ Handler = Callable[[Emulator, Token | None, str, dict[str, Any]], Awaitable[dict
 async def _dispatch(request: web.Request, emulator: Emulator, segments: list[str]) -> dict[str, Any]:
     params = await _params(request)
     method = request.method
+    emulator.sent_requests.append({"method": method, "path": request.path, "params": _redacted(params)})
     query = {k: str(v) for k, v in params.items() if isinstance(v, str | int)}
     if segments == ["oauth", "access_token"] and method == "GET":
         return emulator.oauth_access_token(query)
@@ -131,7 +132,6 @@ async def _dispatch(request: web.Request, emulator: Emulator, segments: list[str
     object_id = segments[0]
     edge = segments[1] if len(segments) == 2 else None
     world = emulator.world
-    emulator.sent_requests.append({"method": method, "path": request.path, "params": _redacted(params)})
 
     if object_id in world.wabas:
         if edge is None and method == "GET":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,16 @@ def clients(memo: Any) -> Clients:
     if not isinstance(found, Clients):
         raise kopf.TemporaryError("the operator is still starting", delay=1)
     return found
+
+
+def post_event(warning: bool, body: kopf.Body, reason: str, message: str) -> None:
+    """A kopf Event; outside kopf's own tasks (the management endpoint) kopf cannot post, so log it."""
+    try:
+        (kopf.warn if warning else kopf.info)(body, reason=reason, message=message)
+    except LookupError:
+        logging.getLogger("wabaplane.operator").info(
+            "%s/%s: %s: %s", body["metadata"].get("namespace"), body["metadata"].get("name"), reason, message
+        )
 
 
 @dataclass
@@ -86,12 +97,11 @@ class StatusBook:
         self.current = conditions.set_condition(
             self.current, reasons.READY, status, reason, message, self.generation
         )
-        if before is None or before.get("status") != (
-            "True" if status else "False" if status is False else "Unknown"
-        ):
-            post = kopf.info if status else kopf.warn
-            if status is not None:
-                post(self.body, reason=reason, message=message)
+        flipped = (
+            before is None or before.get("status") != conditions.get(self.current, reasons.READY)["status"]
+        )
+        if flipped and status is not None:
+            post_event(not status, self.body, reason, message)
 
     def write(self, patch: kopf.Patch) -> None:
         for key, value in self.fields.items():

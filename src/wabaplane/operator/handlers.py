@@ -65,3 +65,16 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.probe(id="graph")
 def graph_configured(memo: kopf.Memo, **_: Any) -> bool:
     return isinstance(memo.get("clients"), Clients)
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a Pod its ServiceAccount, else the kubeconfig in KUBECONFIG, read now.
+
+    kopf's default login goes through the kubernetes client, which reads KUBECONFIG once at import
+    time; reading it here lets tests and `wabaplane dev` point the operator at any cluster.
+    """
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
+        **kwargs
+    ) or kopf.login_with_kubeconfig(**kwargs)
+    return info

@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from wabaplane.operator import messagetemplate, reasons
-from wabaplane.operator.context import Clients, StatusBook, as_body
+from wabaplane.operator.context import Clients, StatusBook, as_body, post_event
 from wabaplane.operator.kube import Kube
 
 logger = logging.getLogger("wabaplane.operator.management")
@@ -83,26 +83,31 @@ async def apply(shared: Clients, entry_id: str, event_time: int, field: str, val
         return await _phone_event(shared, entry_id, event_time, field, value)
     if field == "account_update":
         waba_id = str((value.get("waba_info") or {}).get("waba_id") or entry_id)
-        tenant = await _tenant_by_waba(shared.kube, waba_id)
+        tenant = await _tenant_by_waba(shared.kube, waba_id, shared.settings.namespaces)
         if tenant is None:
             logger.info("account_update %s for WABA %s: no Tenant", value.get("event"), waba_id)
             return "unknown"
-        kopf.warn(
-            as_body(tenant),
-            reason="AccountUpdate",
-            message=f"Meta reports account event {value.get('event')}",
-        )
+        post_event(True, as_body(tenant), "AccountUpdate", f"Meta reports account event {value.get('event')}")
         return "applied"
     logger.info("management event %s ignored: nothing in status reflects it", field)
     return "ignored"
 
 
-async def _list(kube: Kube, plural: str) -> list[dict[str, Any]]:
-    return await kube.list_objects(plural)
+async def _list(kube: Kube, plural: str, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    items = await kube.list_objects(plural)
+    return [item for item in items if not namespaces or item["metadata"]["namespace"] in namespaces]
 
 
-async def _tenant_by_waba(kube: Kube, waba_id: str) -> dict[str, Any] | None:
-    return next((t for t in await _list(kube, "tenants") if t["spec"]["wabaId"] == waba_id), None)
+async def _tenants_by_waba(kube: Kube, waba_id: str, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [t for t in await _list(kube, "tenants", namespaces) if t["spec"]["wabaId"] == waba_id]
+
+
+async def _tenant_by_waba(kube: Kube, waba_id: str, namespaces: tuple[str, ...]) -> dict[str, Any] | None:
+    """The oldest Tenant claiming the WABA."""
+    tenants = sorted(
+        await _tenants_by_waba(kube, waba_id, namespaces), key=lambda t: t["metadata"]["creationTimestamp"]
+    )
+    return tenants[0] if tenants else None
 
 
 def _stale(obj: dict[str, Any], event_time: int) -> bool:
@@ -112,7 +117,7 @@ def _stale(obj: dict[str, Any], event_time: int) -> bool:
 
 async def _template_event(shared: Clients, event_time: int, field: str, value: dict[str, Any]) -> str:
     template_id = str(value.get("message_template_id"))
-    obj = next((t for t in await _list(shared.kube, "messagetemplates")
+    obj = next((t for t in await _list(shared.kube, "messagetemplates", shared.settings.namespaces)
                 if (t.get("status") or {}).get("templateId") == template_id), None)  # fmt: skip
     if obj is None:
         logger.info("%s for unknown template %s", field, template_id)
@@ -148,13 +153,13 @@ async def _phone_event(
     shared: Clients, entry_id: str, event_time: int, field: str, value: dict[str, Any]
 ) -> str:
     display = "".join(ch for ch in str(value.get("display_phone_number", "")) if ch.isdigit())
-    tenant = await _tenant_by_waba(shared.kube, entry_id)
-    if tenant is None:
-        return "unknown"
-    namespace = tenant["metadata"]["namespace"]
+    owners = {
+        (t["metadata"]["namespace"], t["metadata"]["name"])
+        for t in await _tenants_by_waba(shared.kube, entry_id, shared.settings.namespaces)
+    }
     obj = next(
-        (p for p in await _list(shared.kube, "phonenumbers")
-         if p["metadata"]["namespace"] == namespace and p["spec"]["tenantRef"]["name"] == tenant["metadata"]["name"]
+        (p for p in await _list(shared.kube, "phonenumbers", shared.settings.namespaces)
+         if (p["metadata"]["namespace"], p["spec"]["tenantRef"]["name"]) in owners
          and "".join(ch for ch in str((p.get("status") or {}).get("displayPhoneNumber", "")) if ch.isdigit()) == display),
         None,
     )  # fmt: skip
@@ -172,18 +177,18 @@ async def _phone_event(
             update["throughputLevel"] = "HIGH"
         if value.get("event") in {"FLAGGED", "UNFLAGGED"}:
             update["qualityRating"] = "RED" if value["event"] == "FLAGGED" else "GREEN"
-        kopf.info(as_body(obj), reason="QualityUpdate", message=f"Meta: {value.get('event')} (limit {limit})")
+        post_event(False, as_body(obj), "QualityUpdate", f"Meta: {value.get('event')} (limit {limit})")
     elif field == "phone_number_name_update":
         update["nameStatus"] = value.get("decision")
         if value.get("decision") == "APPROVED" and value.get("requested_verified_name"):
             update["verifiedName"] = value["requested_verified_name"]
     else:
-        kopf.warn(
-            as_body(obj), reason="SecurityEvent", message=f"Meta reports {value.get('event')} for this number"
-        )
+        post_event(True, as_body(obj), "SecurityEvent", f"Meta reports {value.get('event')} for this number")
     if event_time:
         update[LAST_EVENT] = event_time
-    await shared.kube.patch_status("phonenumbers", namespace, obj["metadata"]["name"], update)
+    await shared.kube.patch_status(
+        "phonenumbers", obj["metadata"]["namespace"], obj["metadata"]["name"], update
+    )
     return "applied"
 
 

@@ -195,7 +195,7 @@ def _mirror(book: StatusBook, info: TemplateInfo) -> None:
 def _summarise(book: StatusBook) -> None:
     meta_status = book.fields.get("templateStatus")
     if not book.is_true(reasons.TEMPLATE_SYNCED) or meta_status is None:
-        book.summarise([reasons.TEMPLATE_SYNCED], "")
+        book.summarise([reasons.TENANT_READY, reasons.TEMPLATE_SYNCED], "")
         return
     reason = STATUS_REASONS.get(str(meta_status), str(meta_status).title().replace("_", ""))
     if meta_status == "APPROVED":

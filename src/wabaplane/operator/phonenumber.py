@@ -15,7 +15,7 @@ from wabaplane.operator.context import Clients, StatusBook, clients, meta_errors
 from wabaplane.operator.tenant import token_secret_name
 
 PLURAL = "phonenumbers"
-REQUIRED = [reasons.CONFLICT, reasons.OWNERSHIP_PROVEN, reasons.REGISTERED]
+REQUIRED = [reasons.CONFLICT, reasons.TENANT_READY, reasons.OWNERSHIP_PROVEN, reasons.REGISTERED]
 # Registration is limited to 10 calls per 72 h: a failed attempt is never repeated for the same
 # spec generation; this annotation records the generation last attempted.
 REGISTRATION_ATTEMPT = f"{GROUP}/registration-attempted-generation"
@@ -61,9 +61,13 @@ async def tenant_token(body: kopf.Body, book: StatusBook, shared: Clients) -> tu
     if tenant is None or not ready or not token:
         state = "does not exist" if tenant is None else "is not Ready"
         book.set(
-            reasons.READY, False, reasons.TENANT_NOT_READY, f"Tenant {tenant_name} {state}; waiting for it"
+            reasons.TENANT_READY,
+            False,
+            reasons.TENANT_NOT_READY,
+            f"Tenant {tenant_name} {state}; waiting for it",
         )
         raise kopf.TemporaryError("tenant not ready", delay=shared.settings.retry_delay_seconds)
+    book.set(reasons.TENANT_READY, True, reasons.RECONCILED, f"Tenant {tenant_name} is Ready")
     return tenant, token
 
 

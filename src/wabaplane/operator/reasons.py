@@ -9,6 +9,7 @@ TOKEN_EXPIRING = "TokenExpiring"
 OWNERSHIP_PROVEN = "OwnershipProven"
 REGISTERED = "Registered"
 CONFLICT = "Conflict"
+TENANT_READY = "TenantReady"
 TEMPLATE_SYNCED = "Synced"
 
 # Reasons

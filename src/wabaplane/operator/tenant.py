@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 import time
@@ -50,6 +51,23 @@ def new_webhook_secret() -> str:
 @kopf.on.update(GROUP, VERSION, PLURAL)
 async def reconcile_tenant(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     await reconcile(body, patch, clients(memo))
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, annotations={ROTATE_ANNOTATION: kopf.PRESENT})
+async def rotate_on_request(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """`wabaplane.io/rotate: api-key|webhook-secret` rotates at once (annotations are not spec changes)."""
+    if body["metadata"].get("deletionTimestamp"):
+        return
+    shared = clients(memo)
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    patch = kopf.Patch()
+    book = StatusBook.of(body)
+    await _provision_secrets(body, patch, book, shared)
+    await asyncio.to_thread(
+        shared.kube.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name,
+        {"metadata": {"annotations": {ROTATE_ANNOTATION: None}}},
+    )  # fmt: skip
+    logger.info("rotated %s", body["metadata"]["annotations"][ROTATE_ANNOTATION])
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=60.0, initial_delay=60.0, idle=30.0)
