@@ -97,9 +97,8 @@ class StatusBook:
         self.current = conditions.set_condition(
             self.current, reasons.READY, status, reason, message, self.generation
         )
-        flipped = (
-            before is None or before.get("status") != conditions.get(self.current, reasons.READY)["status"]
-        )
+        value = "Unknown" if status is None else "True" if status else "False"
+        flipped = before is None or before.get("status") != value
         if flipped and status is not None:
             post_event(not status, self.body, reason, message)
 
