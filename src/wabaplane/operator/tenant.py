@@ -173,13 +173,14 @@ async def _check_token(body: kopf.Body, token: str, book: StatusBook, shared: Cl
     if missing:
         book.set(reasons.CREDENTIALS_VALID, False, reasons.TOKEN_SCOPE_MISSING,
                  f"the token's {' and '.join(missing)} scope does not name WABA {waba_id}")  # fmt: skip
-        raise kopf.TemporaryError("token scope missing", delay=shared.settings.resync_seconds)
+        raise kopf.TemporaryError("token scope missing", delay=shared.settings.retry_delay_seconds)
     others = sorted((set(management) | set(messaging)) - {waba_id})
     if others and not body["spec"]["credentials"].get("allowMultiWabaToken", False):
         book.set(reasons.CREDENTIALS_VALID, False, reasons.TOKEN_SCOPE_TOO_BROAD,
                  f"the token also reaches {len(others)} other WABA(s); use a token scoped to WABA {waba_id} only, "
                  "or set spec.credentials.allowMultiWabaToken: true")  # fmt: skip
-        raise kopf.TemporaryError("token scope too broad", delay=shared.settings.resync_seconds)
+        # A spec change (allowMultiWabaToken) fixes this, and kopf applies it only at the next retry.
+        raise kopf.TemporaryError("token scope too broad", delay=shared.settings.retry_delay_seconds)
     book.set(
         reasons.CREDENTIALS_VALID,
         True,
