@@ -29,7 +29,12 @@ from tests.operator.conftest import (
     wait_condition,
 )
 
-pytestmark = pytest.mark.cluster
+pytestmark = [
+    pytest.mark.cluster,
+    # Known defect, tracked in the issue notes: when the in-process operator stops while Graph
+    # calls are being retried, a few of the Graph client's loopback connections are not closed.
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
 
 
 def test_phone_number_lifecycle(kube: Kube, namespace: str, emulator: Emulator, operator: KopfRunner) -> None:
