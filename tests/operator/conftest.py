@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -127,6 +128,9 @@ def running_operator(kube: Kube, namespace: str, emulator: Emulator, **env: str)
         args = ["run", "--standalone", "--namespace", namespace, "-m", "wabaplane.operator.handlers"]
         with KopfRunner(args, timeout=60) as runner:
             yield runner
+        # Collect the stopped operator's loop now, so that the known connection leak (see the
+        # issue notes) is reported inside the test that caused it, where it is tolerated.
+        gc.collect()
         assert runner.exception is None, runner.output
         assert runner.exit_code == 0, runner.output
     finally:
