@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from wabaplane.devcluster.cluster import LocalCluster
@@ -110,3 +113,41 @@ def wait_for(
             return
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class EmulatorProcess:
+    url: str
+    stderr: str = ""
+
+
+@contextmanager
+def emulator_process(*args: str) -> Iterator[EmulatorProcess]:
+    """`wabaplane emulator ARGS` on a free port, ready to serve; its stderr is kept after it stops."""
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "wabaplane"), "emulator", "--port", str(port), *args]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    running = EmulatorProcess(f"http://127.0.0.1:{port}")
+    try:
+        wait_for(
+            lambda: _answers(process, running.url), timeout=20, interval=0.1, what="the emulator to start"
+        )
+        yield running
+    finally:
+        process.terminate()
+        running.stderr = process.communicate(timeout=10)[1]
+
+
+def _answers(process: subprocess.Popen[str], url: str) -> bool:
+    assert process.poll() is None, process.communicate()[1]
+    try:
+        httpx.get(f"{url}/_emulator/", timeout=1).raise_for_status()
+    except httpx.HTTPError:
+        return False
+    return True

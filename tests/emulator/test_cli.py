@@ -2,52 +2,26 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import emulator_process
+
 REPO = Path(__file__).resolve().parents[2]
 WABAPLANE = str(Path(sys.executable).parent / "wabaplane")
 TOKEN = "EAAexample-replace-with-a-system-user-token"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def emulator_url() -> Iterator[str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [WABAPLANE, "emulator", "--seed", str(REPO / "examples" / "emulator-seed.yaml"), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    try:
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            try:
-                httpx.get(f"{url}/_emulator/", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "the emulator did not start"
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        _, stderr = process.communicate(timeout=10)
-    assert "Embedded Signup code from the seed: AQ" in stderr
+    with emulator_process("--seed", str(REPO / "examples" / "emulator-seed.yaml")) as running:
+        yield running.url
+    assert "Embedded Signup code from the seed: AQ" in running.stderr
 
 
 def test_seeded_emulator_serves_the_readme_calls(emulator_url: str) -> None:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +16,7 @@ import httpx
 import pytest
 from kopf.testing import KopfRunner
 
-from tests.conftest import Kube, wait_for
+from tests.conftest import Kube, emulator_process, wait_for
 
 WABAPLANE = str(Path(sys.executable).parent / "wabaplane")
 APP_ID = "1234567890123456"
@@ -50,12 +47,6 @@ SEED = {
 }  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Emulator:
     url: str
@@ -81,31 +72,11 @@ class Emulator:
 
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
-    port = free_port()
-    process = subprocess.Popen(
-        [WABAPLANE, "emulator", "--port", str(port), "--app-id", APP_ID, "--app-secret", APP_SECRET,
-         "--review-seconds", "0.5"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            try:
-                httpx.get(f"{url}/_emulator/", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "the emulator did not start"
-                time.sleep(0.1)
-        emulator = Emulator(url)
+    args = ("--app-id", APP_ID, "--app-secret", APP_SECRET, "--review-seconds", "0.5")
+    with emulator_process(*args) as running:
+        emulator = Emulator(running.url)
         emulator.control("POST", "seed", SEED)
         yield emulator
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)
 
 
 OPERATOR_ENV = {

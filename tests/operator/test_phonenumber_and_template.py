@@ -10,7 +10,7 @@ import httpx
 import pytest
 from kopf.testing import KopfRunner
 
-from tests.conftest import Kube, wait_for
+from tests.conftest import Kube, free_port, wait_for
 from tests.operator.conftest import (
     ACME_SALES,
     ACME_SUPPORT,
@@ -19,7 +19,6 @@ from tests.operator.conftest import (
     GLOBEX_PHONE,
     Emulator,
     apply,
-    free_port,
     get,
     onboard_acme,
     phone,
