@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from wabaplane.emulator import seed as seed_module
 from wabaplane.emulator.errors import GraphError
 from wabaplane.emulator.graph import EMULATOR_KEY, FAULTS_KEY, Fault
+from wabaplane.emulator.state import Template
 
 routes = web.RouteTableDef()
 M = TypeVar("M", bound=BaseModel)
@@ -205,13 +206,19 @@ async def update_phone(request: web.Request) -> web.Response:
                                                            "whatsapp_business_manager_messaging_limit"]))  # fmt: skip
 
 
+def _template(request: web.Request) -> Template:
+    """The template named in the path, or a 400 that names the unknown id."""
+    template = request.app[EMULATOR_KEY].world.templates.get(request.match_info["template_id"])
+    if template is None:
+        raise _bad_request(f"unknown template id {request.match_info['template_id']}")
+    return template
+
+
 @routes.post("/_emulator/templates/{template_id}/review")
 async def review(request: web.Request) -> web.Response:
     body = await _parse(request, ReviewRequest)
     emulator = request.app[EMULATOR_KEY]
-    template = emulator.world.templates.get(request.match_info["template_id"])
-    if template is None:
-        raise _bad_request(f"unknown template id {request.match_info['template_id']}")
+    template = _template(request)
     emulator.set_template_status(template, body.status, body.reason or "NONE")
     return web.json_response(template.as_graph())
 
@@ -220,9 +227,7 @@ async def review(request: web.Request) -> web.Response:
 async def quality(request: web.Request) -> web.Response:
     body = await _parse(request, QualityRequest)
     emulator = request.app[EMULATOR_KEY]
-    template = emulator.world.templates.get(request.match_info["template_id"])
-    if template is None:
-        raise _bad_request(f"unknown template id {request.match_info['template_id']}")
+    template = _template(request)
     emulator.set_template_quality(template, body.score)
     return web.json_response({"id": template.id, "quality_score": template.quality_score})
 

@@ -7,6 +7,7 @@ code. The HTTP layer (graph.py) only parses requests and renders results.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import random
 import time
@@ -25,6 +26,7 @@ from wabaplane.emulator.ratelimit import SlidingWindow, TokenBucket
 from wabaplane.emulator.state import (
     Business,
     Phone,
+    SentMessage,
     SignupCode,
     Subscription,
     Template,
@@ -613,9 +615,7 @@ class Emulator:
 
     def record_sent(
         self, phone: Phone, to: str, wa_id: str, message_type: str, body: dict[str, Any], wamid: str
-    ) -> Any:
-        from wabaplane.emulator.state import SentMessage
-
+    ) -> SentMessage:
         message = SentMessage(wamid, phone.id, to, wa_id, message_type, body, int(time.time()))
         self.world.messages[wamid] = message
         return message
@@ -705,7 +705,7 @@ class Emulator:
     def _schedule_statuses(
         self,
         phone: Phone,
-        message: Any,
+        message: SentMessage,
         template: Template | None,
         window_open: bool,
         failure: tuple[int, str, str] | None,
@@ -731,7 +731,7 @@ class Emulator:
     def emit_status(
         self,
         phone: Phone,
-        message: Any,
+        message: SentMessage,
         status: str,
         pricing: dict[str, Any] | None,
         failure: tuple[int, str, str] | None,
@@ -915,8 +915,6 @@ def _fields(query: dict[str, str], default: list[str]) -> list[str]:
 
 def paginate(items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
     """Meta's cursor paging: `limit` and `after`/`before` cursors, `next` only when more remain."""
-    import base64
-
     try:
         limit = max(1, min(int(query.get("limit", "25")), 1000))
         start = int(base64.b64decode(query["after"]).decode()) + 1 if "after" in query else 0

@@ -15,6 +15,7 @@ from wabaplane.meta.models import TemplateInfo
 from wabaplane.operator import reasons
 from wabaplane.operator.context import Clients, StatusBook, clients, meta_errors
 from wabaplane.operator.phonenumber import tenant_token
+from wabaplane.operator.tenant import token_secret_name
 
 PLURAL = "messagetemplates"
 # The spec generation last sent to Meta as an edit: an edit Meta refused is not retried until the
@@ -219,8 +220,6 @@ async def delete_template(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger,
         return
     namespace = body["metadata"]["namespace"]
     tenant = await shared.kube.custom_object("tenants", namespace, body["spec"]["tenantRef"]["name"])
-    from wabaplane.operator.tenant import token_secret_name
-
     token = await shared.kube.secret_key(
         namespace, token_secret_name(body["spec"]["tenantRef"]["name"]), "token"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -109,8 +110,6 @@ async def reconcile(
 
 
 def _log_conflict(body: kopf.Body, holder: tuple[str, str, str, str]) -> None:
-    import logging
-
     logging.getLogger("wabaplane.operator").warning(
         "PhoneNumber %s/%s claims phone number id %s, already held by %s/%s",
         body["metadata"]["namespace"], body["metadata"]["name"], body["spec"]["phoneNumberId"], holder[2], holder[3],
