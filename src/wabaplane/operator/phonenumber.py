@@ -23,10 +23,17 @@ REGISTRATION_ATTEMPT = f"{GROUP}/registration-attempted-generation"
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def phone_claims(body: kopf.Body, **_: Any) -> dict[str, tuple[str, str, str, str]]:
-    """Every claim of a phone number id in the cluster: the oldest claim wins."""
+def phone_claims(body: kopf.Body, **_: Any) -> dict[str, tuple[str, int, str, str, str]]:
+    """Every claim of a phone number id in the cluster: the oldest claim wins.
+
+    creationTimestamp has one-second resolution, so for claims made in the same second the one
+    that already holds the number (its Conflict condition is True) keeps it.
+    """
     metadata = body["metadata"]
-    claim = (metadata.get("creationTimestamp", ""), metadata["uid"], metadata["namespace"], metadata["name"])
+    conditions_ = (body.get("status") or {}).get("conditions") or []
+    holds = any(c.get("type") == reasons.CONFLICT and c.get("status") == "True" for c in conditions_)
+    claim = (metadata.get("creationTimestamp", ""), 0 if holds else 1, metadata["uid"], metadata["namespace"],
+             metadata["name"])  # fmt: skip
     return {str(body["spec"]["phoneNumberId"]): claim}
 
 
@@ -79,7 +86,7 @@ async def reconcile(
     try:
         phone_id = str(body["spec"]["phoneNumberId"])
         holders = sorted(claims.get(phone_id, []))
-        if holders and holders[0][1] != body["metadata"]["uid"]:
+        if holders and holders[0][2] != body["metadata"]["uid"]:
             holder = holders[0]
             kopf.warn(
                 body, reason=reasons.NUMBER_CLAIMED, message="another PhoneNumber already claims this number"
@@ -109,10 +116,10 @@ async def reconcile(
         book.write(patch)
 
 
-def _log_conflict(body: kopf.Body, holder: tuple[str, str, str, str]) -> None:
+def _log_conflict(body: kopf.Body, holder: tuple[str, int, str, str, str]) -> None:
     logging.getLogger("wabaplane.operator").warning(
         "PhoneNumber %s/%s claims phone number id %s, already held by %s/%s",
-        body["metadata"]["namespace"], body["metadata"]["name"], body["spec"]["phoneNumberId"], holder[2], holder[3],
+        body["metadata"]["namespace"], body["metadata"]["name"], body["spec"]["phoneNumberId"], holder[3], holder[4],
     )  # fmt: skip
 
 
