@@ -1,0 +1,158 @@
+"""The gateway's application factory: routes, middlewares and one cleanup context per resource."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
+
+from wabaplane.gateway import ingest, keys, middlewares, tenant_api
+from wabaplane.gateway.cluster import ClusterView, api_client, watch_cluster
+from wabaplane.gateway.delivery import Deliverer, tenant_label
+from wabaplane.gateway.metrics import GatewayMetrics
+from wabaplane.gateway.settings import GatewaySettings
+from wabaplane.store import Store
+
+logger = logging.getLogger("wabaplane.gateway")
+WEBHOOK_PATH = "/webhook"
+
+
+def create_app(
+    settings: GatewaySettings,
+    *,
+    view: ClusterView | None = None,
+    store: Store | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """The gateway. Tests may pass a prepared view (no cluster watch) and an open store."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[
+            middlewares.request_ids(),
+            middlewares.errors(),
+            middlewares.load_shedding(settings.max_in_flight_requests, frozenset({WEBHOOK_PATH})),
+        ],
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.METRICS] = GatewayMetrics()
+    app[keys.CLOCK] = clock
+    app[keys.VIEW] = view if view is not None else ClusterView()
+    app.cleanup_ctx.append(_store_context(store))
+    if view is None and settings.watch_cluster:
+        app.cleanup_ctx.append(_cluster_context)
+    app.cleanup_ctx.append(_delivery_context)
+    app.cleanup_ctx.append(_housekeeping_context)
+    setup_routes(app)
+    return app
+
+
+def setup_routes(app: web.Application) -> None:
+    router = app.router
+    router.add_get(WEBHOOK_PATH, ingest.handshake)
+    router.add_post(WEBHOOK_PATH, ingest.receive)
+    router.add_get("/v1/deliveries", tenant_api.list_deliveries)
+    router.add_post("/v1/deliveries/replay", tenant_api.replay_range)
+    router.add_get("/v1/deliveries/{id}", tenant_api.get_delivery)
+    router.add_post("/v1/deliveries/{id}/replay", tenant_api.replay_one)
+    router.add_get("/v1/dead-letters", tenant_api.list_dead_letters)
+    router.add_post("/v1/endpoint/enable", tenant_api.enable_endpoint)
+    router.add_get("/v1/admin/unroutable", tenant_api.list_unroutable)
+    router.add_get("/metrics", metrics)
+    router.add_get("/healthz", healthz)
+    router.add_get("/readyz", readyz)
+
+
+def _store_context(given: Store | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        store = (
+            given if given is not None else await Store.open(app[keys.SETTINGS].store_url, app[keys.CLOCK])
+        )
+        app[keys.STORE] = store
+        yield
+        if given is None:
+            await store.close()
+
+    return context
+
+
+async def _cluster_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    api = await api_client(settings.kubeconfig)
+    task = asyncio.create_task(watch_cluster(api, app[keys.VIEW], settings.namespaces))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await api.close()
+
+
+async def _delivery_context(app: web.Application) -> AsyncIterator[None]:
+    deliverer = Deliverer(
+        app[keys.STORE], app[keys.VIEW], app[keys.SETTINGS], app[keys.METRICS], app[keys.CLOCK]
+    )
+    await deliverer.start()
+    app[keys.DELIVERER] = deliverer
+    task = asyncio.create_task(deliverer.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await deliverer.close()
+
+
+async def _housekeeping_context(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_housekeeping(app))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _housekeeping(app: web.Application) -> None:
+    """Keep the outbox gauges current and forget units past their retention."""
+    settings, store, gauges = app[keys.SETTINGS], app[keys.STORE], app[keys.METRICS]
+    last_purge = 0.0
+    while True:
+        try:
+            stats = await store.stats()
+            gauges.outbox_depth.set(stats.pending)
+            gauges.outbox_age.set(stats.oldest_pending_age)
+            gauges.unroutable.set(stats.unroutable)
+            gauges.dead_letters.clear()
+            for (namespace, tenant), count in stats.dead_by_tenant.items():
+                gauges.dead_letters.labels(tenant=tenant_label(namespace, tenant)).set(count)
+            app[keys.DELIVERER].disabled = await store.disabled_endpoints()
+            if time.monotonic() - last_purge > 3600:
+                purged = await store.purge(settings.retention_seconds, settings.dead_retention_seconds)
+                last_purge = time.monotonic()
+                if purged:
+                    logger.info("purged %d units past their retention", purged)
+        except (SQLAlchemyError, OSError) as error:
+            logger.warning("housekeeping: store unavailable: %s", type(error).__name__)
+        await asyncio.sleep(settings.stats_interval)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[keys.METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready once the routing table has been fully loaded and the store answers."""
+    if not request.app[keys.VIEW].synced:
+        return web.json_response({"ready": False, "reason": "routing table not loaded yet"}, status=503)
+    try:
+        await request.app[keys.STORE].ping()
+    except (SQLAlchemyError, OSError):
+        return web.json_response({"ready": False, "reason": "store unavailable"}, status=503)
+    return web.json_response({"ready": True})

@@ -1,0 +1,21 @@
+"""Typed application state (aiohttp AppKeys)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from wabaplane.gateway.cluster import ClusterView
+from wabaplane.gateway.delivery import Deliverer
+from wabaplane.gateway.metrics import GatewayMetrics
+from wabaplane.gateway.settings import GatewaySettings
+from wabaplane.store import Store
+
+SETTINGS = web.AppKey("settings", GatewaySettings)
+VIEW = web.AppKey("view", ClusterView)
+STORE = web.AppKey("store", Store)
+METRICS = web.AppKey("metrics", GatewayMetrics)
+DELIVERER = web.AppKey("deliverer", Deliverer)
+Clock = Callable[[], float]
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")

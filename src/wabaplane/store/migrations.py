@@ -1,0 +1,56 @@
+"""Versioned schema migrations, applied in order at startup, each exactly once.
+
+Every step is recorded in `schema_migrations`. On PostgreSQL several gateway replicas may start at
+once, so the steps run under a transaction-scoped advisory lock; SQLite serialises writers itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from wabaplane.store import tables
+
+# Any constant shared by every replica; it names this lock in pg_locks.
+ADVISORY_LOCK_ID = 0x77616261
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _initial(connection: Connection) -> None:
+    tables.metadata.create_all(
+        connection, tables=[tables.units, tables.deliveries, tables.disabled_endpoints]
+    )
+
+
+MIGRATIONS = [Migration(1, "units, the delivery outbox and disabled endpoints", _initial)]
+
+
+async def migrate(engine: AsyncEngine) -> list[int]:
+    """Apply the pending migrations; returns the versions applied now."""
+    async with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
+        await connection.run_sync(lambda sync: tables.schema_migrations.create(sync, checkfirst=True))
+        done = set((await connection.execute(select(tables.schema_migrations.c.version))).scalars())
+        applied = []
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            await connection.run_sync(migration.apply)
+            await connection.execute(
+                tables.schema_migrations.insert().values(
+                    version=migration.version, description=migration.description, applied_at=time.time()
+                )
+            )
+            applied.append(migration.version)
+        return applied
