@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.services import PostgresServer
 from wabaplane.devcluster.cluster import LocalCluster
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,6 +103,29 @@ def namespace(kube: Kube) -> Iterator[str]:
     # it wait for it themselves, so nothing waits here.
     yield name
     kube.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (Debian's package), on a free loopback port."""
+    # Not under pytest's private temporary directory: the server runs as the `postgres` user.
+    directory = Path(tempfile.mkdtemp(prefix="wabaplane-postgres-"))
+    server = PostgresServer(directory, free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database on each backend in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'gateway.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database(f"t_{uuid.uuid4().hex[:12]}")
 
 
 def wait_for(

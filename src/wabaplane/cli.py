@@ -237,3 +237,101 @@ def operator(
         clusterwide=all_namespaces or not namespaces,
         liveness_endpoint=liveness,
     )
+
+
+def _durations(_: click.Context, __: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    from wabaplane.gateway.settings import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return tuple(parse_duration(part) for part in value.split(",") if part.strip())
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+@main.command()
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")  # noqa: S104
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option("--store-url", envvar="WABAPLANE_STORE_URL", default="sqlite:///wabaplane-gateway.db",
+              show_default=True, help="sqlite:///path (one replica) or postgresql://... (several replicas).")  # fmt: skip
+@click.option("--app-secret", "app_secrets", envvar="WABAPLANE_META_APP_SECRET", multiple=True,
+              help="Meta app secret that signs webhooks; give it twice (current, previous) during a rotation. "
+              "Env: WABAPLANE_META_APP_SECRET (space-separated).")  # fmt: skip
+@click.option("--verify-token", envvar="WABAPLANE_VERIFY_TOKEN", default=None,
+              help="Token of Meta's verification handshake. Env: WABAPLANE_VERIFY_TOKEN.")  # fmt: skip
+@click.option("--operator-url", envvar="WABAPLANE_OPERATOR_URL", default=None,
+              help="The operator's management endpoint base URL; management events go there.")  # fmt: skip
+@click.option("--management-token", envvar="WABAPLANE_MANAGEMENT_TOKEN", default=None,
+              help="Bearer token of the operator's management endpoint. Env: WABAPLANE_MANAGEMENT_TOKEN.")  # fmt: skip
+@click.option("--admin-token", envvar="WABAPLANE_ADMIN_TOKEN", default=None,
+              help="Bearer token of the platform's admin API (unroutable events). Env: WABAPLANE_ADMIN_TOKEN.")  # fmt: skip
+@click.option(
+    "--kubeconfig", envvar="KUBECONFIG", default=None, help="Kubeconfig; in-cluster config without it."
+)
+@click.option(
+    "--namespace", "-n", "namespaces", multiple=True, help="Watch only these namespaces (repeatable)."
+)
+@click.option("--allow-cidr", "allowed_cidrs", multiple=True,
+              help="Let deliveries reach this otherwise refused range (private, loopback...). Repeatable.")  # fmt: skip
+@click.option("--allow-http", is_flag=True, help="Allow http:// tenant URLs (development only).")
+@click.option("--retry-schedule", callback=_durations, default=None,
+              help="Comma-separated delays between delivery attempts, e.g. 5s,5m,30m,2h [default: about 3 days].")  # fmt: skip
+@click.option("--max-in-flight-requests", default=256, show_default=True, type=int,
+              help="Concurrent webhook POSTs before answering 503 with Retry-After.")  # fmt: skip
+@click.option("--verbose", is_flag=True, help="Debug logging.")
+def gateway(
+    host: str,
+    port: int,
+    store_url: str,
+    app_secrets: tuple[str, ...],
+    verify_token: str | None,
+    operator_url: str | None,
+    management_token: str | None,
+    admin_token: str | None,
+    kubeconfig: str | None,
+    namespaces: tuple[str, ...],
+    allowed_cidrs: tuple[str, ...],
+    allow_http: bool,
+    retry_schedule: tuple[float, ...] | None,
+    max_in_flight_requests: int,
+    verbose: bool,
+) -> None:
+    """Run the gateway: Meta's webhook for every tenant, delivery to tenants, the tenant API."""
+    from pydantic import SecretStr, ValidationError
+
+    from wabaplane.gateway import logs
+    from wabaplane.gateway.app import create_app as create_gateway_app
+    from wabaplane.gateway.settings import GatewaySettings
+    from wabaplane.store import StoreConfigError, async_url
+
+    secrets = [part for value in app_secrets for part in value.split()]
+    if not secrets:
+        raise click.ClickException("give the Meta app secret with --app-secret or WABAPLANE_META_APP_SECRET")
+    try:
+        async_url(store_url)
+        settings = GatewaySettings(
+            store_url=store_url,
+            app_secrets=[SecretStr(s) for s in secrets],
+            verify_token=SecretStr(verify_token) if verify_token else None,
+            operator_url=operator_url,
+            management_token=SecretStr(management_token) if management_token else None,
+            admin_token=SecretStr(admin_token) if admin_token else None,
+            kubeconfig=kubeconfig,
+            namespaces=namespaces,
+            allowed_cidrs=allowed_cidrs,
+            allow_http=allow_http,
+            max_in_flight_requests=max_in_flight_requests,
+            **({"retry_schedule": retry_schedule} if retry_schedule is not None else {}),
+        )
+        from wabaplane.gateway.ssrf import EgressPolicy
+
+        EgressPolicy.from_strings(allowed_cidrs, allow_http)
+    except (ValidationError, StoreConfigError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    logs.configure(verbose)
+    click.echo(
+        f"wabaplane gateway on http://{host}:{port} (Meta webhook /webhook, tenant API /v1/)", err=True
+    )
+    web.run_app(create_gateway_app(settings), host=host, port=port, print=None, access_log=None,
+                shutdown_timeout=10)  # fmt: skip

@@ -259,13 +259,18 @@ class Store:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        # One statement: atomic on SQLite even across processes; on PostgreSQL the subquery's
+        # row locks (skipping rows another replica holds) keep two claims apart.
+        claim = (
+            update(deliveries)
+            .where(deliveries.c.seq.in_(chosen.scalar_subquery()))
+            .values(lease_until=now + lease_seconds)
+            .returning(deliveries.c.seq)
+        )
         async with self.engine.begin() as connection:
-            seqs = list((await connection.execute(chosen)).scalars())
+            seqs = list((await connection.execute(claim)).scalars())
             if not seqs:
                 return []
-            await connection.execute(
-                update(deliveries).where(deliveries.c.seq.in_(seqs)).values(lease_until=now + lease_seconds)
-            )
             return await self._deliveries(connection, deliveries.c.seq.in_(seqs))
 
     async def _deliveries(
