@@ -100,25 +100,24 @@ async def _delivery_context(app: web.Application) -> AsyncIterator[None]:
     app[keys.DELIVERER] = deliverer
     task = asyncio.create_task(deliverer.run())
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    deliverer.stop()
+    await task
     await deliverer.close()
 
 
 async def _housekeeping_context(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_housekeeping(app))
+    stopping = asyncio.Event()
+    task = asyncio.create_task(_housekeeping(app, stopping))
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    stopping.set()
+    await task
 
 
-async def _housekeeping(app: web.Application) -> None:
+async def _housekeeping(app: web.Application, stopping: asyncio.Event) -> None:
     """Keep the outbox gauges current and forget units past their retention."""
     settings, store, gauges = app[keys.SETTINGS], app[keys.STORE], app[keys.METRICS]
     last_purge = 0.0
-    while True:
+    while not stopping.is_set():
         try:
             stats = await store.stats()
             gauges.outbox_depth.set(stats.pending)
@@ -135,7 +134,8 @@ async def _housekeeping(app: web.Application) -> None:
                     logger.info("purged %d units past their retention", purged)
         except (SQLAlchemyError, OSError) as error:
             logger.warning("housekeeping: store unavailable: %s", type(error).__name__)
-        await asyncio.sleep(settings.stats_interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=settings.stats_interval)
 
 
 async def metrics(request: web.Request) -> web.Response:

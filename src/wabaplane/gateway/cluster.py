@@ -122,6 +122,11 @@ class ClusterView:
     def synced(self) -> bool:
         return bool(self._synced) and all(self._synced.values())
 
+    def load(self, plural: str, items: list[dict[str, Any]]) -> None:
+        """Set one kind's objects without a watch (tools and tests); counts as synced."""
+        self._synced[f"{plural}@static"] = True
+        self.replace(plural, items)
+
     def replace(self, plural: str, items: list[dict[str, Any]]) -> None:
         self.objects[plural] = {_key(item): item for item in items}
         self._rebuild()

@@ -113,6 +113,7 @@ class Deliverer:
         self.store, self.view, self.settings, self.metrics, self.clock = store, view, settings, metrics, clock
         self.policy = EgressPolicy.from_strings(settings.allowed_cidrs, settings.allow_http)
         self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
         self.in_flight: Counter[GroupKey] = Counter()
         self.breakers: dict[tuple[str, str, str], Breaker] = {}
         self.disabled: dict[tuple[str, str, str], str] = {}
@@ -127,7 +128,16 @@ class Deliverer:
         self.operator_session = aiohttp.ClientSession(timeout=timeout)
         self.disabled = await self.store.disabled_endpoints()
 
+    def stop(self) -> None:
+        """Stop claiming; `run` returns after its current pass."""
+        self.stopping.set()
+        self.wake.set()
+
     async def close(self) -> None:
+        # Attempts in flight finish (they are bounded by the delivery timeout): cancelling one in
+        # the middle of a store write would only make it run again after its lease.
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=self.settings.delivery_timeout + 5)
         for task in list(self.tasks):
             task.cancel()
         for task in list(self.tasks):
@@ -143,7 +153,7 @@ class Deliverer:
         task.add_done_callback(self.tasks.discard)
 
     async def run(self) -> None:
-        while True:
+        while not self.stopping.is_set():
             self.wake.clear()
             try:
                 await self.dispatch_once()
