@@ -95,7 +95,9 @@ class RedisServer:
         )  # fmt: skip
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            ping = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True, check=False)
+            ping = subprocess.run(
+                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True, check=False
+            )
             if ping.stdout.strip() == "PONG":
                 return
             time.sleep(0.1)

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,7 +177,8 @@ async def receivers() -> AsyncIterator[Callable[[], Awaitable[Receiver]]]:
 
 def gateway_settings(tmp_path: Path, **overrides: Any) -> GatewaySettings:
     values: dict[str, Any] = {
-        "store_url": f"sqlite:///{tmp_path / 'gateway.db'}",
+        # A fresh file per gateway: hypothesis runs many examples in one test's tmp_path.
+        "store_url": f"sqlite:///{tmp_path / f'gateway-{uuid.uuid4().hex[:8]}.db'}",
         "app_secrets": [SecretStr(APP_SECRET)],
         "verify_token": SecretStr(VERIFY_TOKEN),
         "watch_cluster": False,
@@ -227,8 +229,8 @@ async def gateway_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitab
         await gateway.server.close()
 
 
-async def eventually(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
+async def eventually(predicate: Callable[[], object], within: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         result = predicate()
         if asyncio.iscoroutine(result):
@@ -236,4 +238,4 @@ async def eventually(predicate: Callable[[], object], timeout: float = 10.0, wha
         if result:
             return
         await asyncio.sleep(0.02)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+    pytest.fail(f"timed out after {within:.0f}s waiting for {what}")

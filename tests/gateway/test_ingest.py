@@ -34,7 +34,9 @@ def acme_view(url: str | None = "https://acme.example/hook") -> ClusterView:
                      [])  # fmt: skip
 
 
-async def test_the_handshake_echoes_the_challenge_only_for_the_right_token(gateway_factory: GatewayFactory) -> None:
+async def test_the_handshake_echoes_the_challenge_only_for_the_right_token(
+    gateway_factory: GatewayFactory,
+) -> None:
     gateway = await gateway_factory(acme_view())
     ok = await gateway.client.get("/webhook", params={"hub.mode": "subscribe", "hub.challenge": "1158201444",
                                                       "hub.verify_token": VERIFY_TOKEN})  # fmt: skip
@@ -64,22 +66,32 @@ async def test_a_missing_or_wrong_signature_is_refused_and_stores_nothing(
 ) -> None:
     gateway = await gateway_factory(acme_view())
     body, _ = signed(envelope(text_message(PHONE, WABA, "wamid.forged")))
-    headers = {"Content-Type": "application/json"} | ({"X-Hub-Signature-256": header} if header is not None else {})
+    headers = {"Content-Type": "application/json"} | (
+        {"X-Hub-Signature-256": header} if header is not None else {}
+    )
     response = await gateway.client.post("/webhook", content=body, headers=headers)
     assert response.status_code == 401
     assert response.json()["error"]["message"] == "missing or wrong X-Hub-Signature-256"
     assert (await gateway.store.stats()).pending == 0
     # The forged key did not poison the dedupe memory: the genuine event is still new.
-    assert (await gateway.post_webhook(envelope(text_message(PHONE, WABA, "wamid.forged")))).json()["stored"] == 1
+    assert (await gateway.post_webhook(envelope(text_message(PHONE, WABA, "wamid.forged")))).json()[
+        "stored"
+    ] == 1
 
 
 async def test_both_app_secrets_are_accepted_during_a_rotation(gateway_factory: GatewayFactory) -> None:
     from pydantic import SecretStr
 
     gateway = await gateway_factory(acme_view(), app_secrets=[SecretStr("new-secret"), SecretStr(APP_SECRET)])
-    assert (await gateway.post_webhook(envelope(text_message(PHONE, WABA, "wamid.1")), "new-secret")).status_code == 200
-    assert (await gateway.post_webhook(envelope(text_message(PHONE, WABA, "wamid.2")), APP_SECRET)).status_code == 200
-    assert (await gateway.post_webhook(envelope(text_message(PHONE, WABA, "wamid.3")), "other")).status_code == 401
+    assert (
+        await gateway.post_webhook(envelope(text_message(PHONE, WABA, "wamid.1")), "new-secret")
+    ).status_code == 200
+    assert (
+        await gateway.post_webhook(envelope(text_message(PHONE, WABA, "wamid.2")), APP_SECRET)
+    ).status_code == 200
+    assert (
+        await gateway.post_webhook(envelope(text_message(PHONE, WABA, "wamid.3")), "other")
+    ).status_code == 401
 
 
 async def test_the_signature_covers_the_exact_bytes_meta_sent(gateway_factory: GatewayFactory) -> None:
@@ -87,7 +99,9 @@ async def test_the_signature_covers_the_exact_bytes_meta_sent(gateway_factory: G
     message = text_message(PHONE, WABA, "wamid.ü", body="Grüße 👋")
     body = json.dumps(envelope(message), ensure_ascii=True).encode()
     assert b"\\u00fc" in body
-    ok = await gateway.client.post("/webhook", content=body, headers={"X-Hub-Signature-256": sign(body, APP_SECRET)})
+    ok = await gateway.client.post(
+        "/webhook", content=body, headers={"X-Hub-Signature-256": sign(body, APP_SECRET)}
+    )
     assert ok.status_code == 200
     reserialised = json.dumps(envelope(message), ensure_ascii=False).encode()
     refused = await gateway.client.post("/webhook", content=reserialised,
@@ -103,9 +117,13 @@ async def test_the_signature_covers_the_exact_bytes_meta_sent(gateway_factory: G
         (b"[1, 2]", "must be a JSON object"),
     ],
 )
-async def test_malformed_bodies_answer_400_with_the_reason(gateway_factory: GatewayFactory, body: bytes, message: str) -> None:
+async def test_malformed_bodies_answer_400_with_the_reason(
+    gateway_factory: GatewayFactory, body: bytes, message: str
+) -> None:
     gateway = await gateway_factory(acme_view())
-    response = await gateway.client.post("/webhook", content=body, headers={"X-Hub-Signature-256": sign(body, APP_SECRET)})
+    response = await gateway.client.post(
+        "/webhook", content=body, headers={"X-Hub-Signature-256": sign(body, APP_SECRET)}
+    )
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]
 
@@ -114,11 +132,14 @@ async def test_bodies_over_the_limit_answer_413_without_being_read(gateway_facto
     gateway = await gateway_factory(acme_view(), max_body_bytes=1000)
     host, port = gateway.server.host, gateway.server.port
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 3000001\r\n\r\n")
+    writer.write(
+        b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 3000001\r\n\r\n"
+    )
     await writer.drain()
     status_line = await asyncio.wait_for(reader.readline(), timeout=5)
     writer.close()
     assert status_line.startswith(b"HTTP/1.1 413")
+
     async def chunks() -> Any:
         yield b"x" * 600
         yield b"y" * 600
@@ -127,7 +148,9 @@ async def test_bodies_over_the_limit_answer_413_without_being_read(gateway_facto
     assert chunked.status_code == 413
 
 
-async def test_before_the_routing_table_is_loaded_meta_is_asked_to_retry(gateway_factory: GatewayFactory) -> None:
+async def test_before_the_routing_table_is_loaded_meta_is_asked_to_retry(
+    gateway_factory: GatewayFactory,
+) -> None:
     gateway = await gateway_factory(ClusterView())
     gateway.view._synced["tenants@*"] = False
     response = await gateway.post_webhook(envelope(text_message(PHONE, WABA, "wamid.1")))
@@ -136,14 +159,16 @@ async def test_before_the_routing_table_is_loaded_meta_is_asked_to_retry(gateway
     assert (await gateway.store.stats()).pending == 0
 
 
-async def test_an_unavailable_store_answers_503_so_meta_retries(gateway_factory: GatewayFactory, postgres: Any) -> None:
+async def test_an_unavailable_store_answers_503_so_meta_retries(
+    gateway_factory: GatewayFactory, postgres: Any
+) -> None:
     import subprocess
     import uuid
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     gateway = await gateway_factory(acme_view(), store_url=postgres.create_database(name))
     assert (await gateway.post_webhook(envelope(text_message(PHONE, WABA, "wamid.1")))).status_code == 200
-    subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "postgres", "-q", "-c",
+    await asyncio.to_thread(subprocess.run, ["psql", "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "postgres", "-q", "-c",
                     f'DROP DATABASE "{name}" WITH (FORCE)'], check=True, capture_output=True)  # fmt: skip
     response = await gateway.post_webhook(envelope(text_message(PHONE, WABA, "wamid.2")))
     assert (response.status_code, response.headers["Retry-After"]) == (503, "5")
@@ -172,15 +197,21 @@ async def test_overload_answers_503_at_once_instead_of_queueing(gateway_factory:
     assert (await first).status_code == 200
 
 
-async def test_unroutable_units_are_kept_counted_and_listed_for_the_platform(gateway_factory: GatewayFactory) -> None:
+async def test_unroutable_units_are_kept_counted_and_listed_for_the_platform(
+    gateway_factory: GatewayFactory,
+) -> None:
     from pydantic import SecretStr
 
     gateway = await gateway_factory(acme_view(), admin_token=SecretStr("admin-token"))
-    assert (await gateway.post_webhook(envelope(text_message("999000111", WABA, "wamid.stray")))).status_code == 200
+    assert (
+        await gateway.post_webhook(envelope(text_message("999000111", WABA, "wamid.stray")))
+    ).status_code == 200
     listed = await gateway.client.get("/v1/admin/unroutable", headers={"Authorization": "Bearer admin-token"})
     [item] = listed.json()["data"]
     assert item["reason"] == "no Ready PhoneNumber (without conflict) for phone number id 999000111"
-    assert (await gateway.client.get("/v1/admin/unroutable", headers={"Authorization": "Bearer nope"})).status_code == 401
+    assert (
+        await gateway.client.get("/v1/admin/unroutable", headers={"Authorization": "Bearer nope"})
+    ).status_code == 401
     metrics = (await gateway.client.get("/metrics")).text
     assert 'wabaplane_gateway_units_total{outcome="unroutable",tenant=""} 1.0' in metrics
 

@@ -42,7 +42,7 @@ def change(waba: str, field: str, value: dict[str, Any], time: int | None = 1800
 
 
 def test_a_batch_splits_into_one_unit_per_message_and_status_with_its_own_contact() -> None:
-    value = {
+    value: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": "15550100001", "phone_number_id": ACME_PHONE},
         "contacts": [{"wa_id": "111", "profile": {"name": "A"}}, {"wa_id": "222", "profile": {"name": "B"}}],
@@ -50,19 +50,32 @@ def test_a_batch_splits_into_one_unit_per_message_and_status_with_its_own_contac
                      {"from": "222", "id": "wamid.B", "type": "text", "text": {"body": "b"}, "timestamp": "2"}],
         "statuses": [{"id": "wamid.S", "status": "read", "recipient_id": "222", "timestamp": "3"}],
     }  # fmt: skip
-    units = split(envelope(change(ACME_WABA, "messages", value, time=None), text_message(GLOBEX_PHONE, GLOBEX_WABA, "wamid.G")))
+    units = split(
+        envelope(
+            change(ACME_WABA, "messages", value, time=None),
+            text_message(GLOBEX_PHONE, GLOBEX_WABA, "wamid.G"),
+        )
+    )
     assert [u.dedupe_key for u in units] == ["message:wamid.A", "message:wamid.B", "status:wamid.S:read",
                                              "message:wamid.G"]  # fmt: skip
     first, second, status = units[0].value, units[1].value, units[2].value
-    assert first["contacts"] == [value["contacts"][0]] and first["messages"] == [value["messages"][0]]
+    assert first["contacts"] == [value["contacts"][0]]
+    assert first["messages"] == [value["messages"][0]]
     assert second["contacts"] == [value["contacts"][1]]
-    assert status["statuses"] == value["statuses"] and status["contacts"] == [value["contacts"][1]]
+    assert status["statuses"] == value["statuses"]
+    assert status["contacts"] == [value["contacts"][1]]
     assert all(u.value["metadata"] == value["metadata"] for u in units[:3])
 
 
 def test_status_keys_distinguish_each_status_of_a_message() -> None:
-    statuses = [{"id": "wamid.X", "status": s, "recipient_id": "1", "timestamp": "1"} for s in ("sent", "delivered")]
-    value = {"messaging_product": "whatsapp", "metadata": {"phone_number_id": ACME_PHONE}, "statuses": statuses}
+    statuses = [
+        {"id": "wamid.X", "status": s, "recipient_id": "1", "timestamp": "1"} for s in ("sent", "delivered")
+    ]
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"phone_number_id": ACME_PHONE},
+        "statuses": statuses,
+    }
     assert [u.dedupe_key for u in split(envelope(change(ACME_WABA, "messages", value)))] == [
         "status:wamid.X:sent", "status:wamid.X:delivered"]  # fmt: skip
 
@@ -70,7 +83,9 @@ def test_status_keys_distinguish_each_status_of_a_message() -> None:
 def test_system_errors_stay_one_unit_and_identical_changes_share_a_key() -> None:
     value = {"messaging_product": "whatsapp", "metadata": {"phone_number_id": ACME_PHONE},
              "errors": [{"code": 130429, "title": "Rate limit hit"}]}  # fmt: skip
-    first, second = split(envelope(change(ACME_WABA, "messages", value), change(ACME_WABA, "messages", value)))
+    first, second = split(
+        envelope(change(ACME_WABA, "messages", value), change(ACME_WABA, "messages", value))
+    )
     assert first.value["errors"] == value["errors"]
     assert first.dedupe_key == second.dedupe_key
 
@@ -81,7 +96,10 @@ def test_system_errors_stay_one_unit_and_identical_changes_share_a_key() -> None
         ([], "must be a JSON object"),
         ({"object": "page", "entry": []}, '"object" must be "whatsapp_business_account"'),
         ({"object": "whatsapp_business_account"}, '"entry" must be an array'),
-        ({"object": "whatsapp_business_account", "entry": [{"id": "1"}]}, "entry[0] must be an object with a changes"),
+        (
+            {"object": "whatsapp_business_account", "entry": [{"id": "1"}]},
+            "entry[0] must be an object with a changes",
+        ),
         ({"object": "whatsapp_business_account", "entry": [{"id": None, "changes": []}]}, "entry[0].id"),
     ],
 )
@@ -99,8 +117,12 @@ def test_a_malformed_change_inside_a_valid_envelope_is_kept_as_unroutable() -> N
 
 
 def test_messages_route_by_phone_number_id() -> None:
-    acme = route(only(split(envelope(text_message(ACME_PHONE, ACME_WABA, "wamid.1")))), snapshot(), operator=True)
-    globex = route(only(split(envelope(text_message(GLOBEX_PHONE, GLOBEX_WABA, "wamid.2")))), snapshot(), operator=True)
+    acme = route(
+        only(split(envelope(text_message(ACME_PHONE, ACME_WABA, "wamid.1")))), snapshot(), operator=True
+    )
+    globex = route(
+        only(split(envelope(text_message(GLOBEX_PHONE, GLOBEX_WABA, "wamid.2")))), snapshot(), operator=True
+    )
     assert (acme.namespace, acme.tenant, acme.targets) == ("team-a", "acme", ("tenant",))
     assert (globex.namespace, globex.tenant) == ("team-b", "globex")
 
@@ -108,21 +130,36 @@ def test_messages_route_by_phone_number_id() -> None:
 @pytest.mark.parametrize(
     ("numbers", "reason"),
     [
-        ([number_obj("team-a", "support", "acme", ACME_PHONE, "15550100001", ready=False)], "no Ready PhoneNumber"),
-        ([number_obj("team-a", "support", "acme", ACME_PHONE, "15550100001", conflict=True)], "no Ready PhoneNumber"),
-        ([number_obj("team-a", "support", "ghost", ACME_PHONE, "15550100001")], "names a Tenant that does not exist"),
+        (
+            [number_obj("team-a", "support", "acme", ACME_PHONE, "15550100001", ready=False)],
+            "no Ready PhoneNumber",
+        ),
+        (
+            [number_obj("team-a", "support", "acme", ACME_PHONE, "15550100001", conflict=True)],
+            "no Ready PhoneNumber",
+        ),
+        (
+            [number_obj("team-a", "support", "ghost", ACME_PHONE, "15550100001")],
+            "names a Tenant that does not exist",
+        ),
         ([], "no Ready PhoneNumber"),
     ],
 )
-def test_numbers_that_are_not_ready_or_in_conflict_route_nowhere(numbers: list[dict[str, Any]], reason: str) -> None:
+def test_numbers_that_are_not_ready_or_in_conflict_route_nowhere(
+    numbers: list[dict[str, Any]], reason: str
+) -> None:
     view = make_view([tenant_obj("team-a", "acme", ACME_WABA, "https://acme.example/hook")], numbers, [])
-    decision = route(only(split(envelope(text_message(ACME_PHONE, ACME_WABA, "wamid.1")))), view.snapshot, operator=True)
+    decision = route(
+        only(split(envelope(text_message(ACME_PHONE, ACME_WABA, "wamid.1")))), view.snapshot, operator=True
+    )
     assert not decision.routed
     assert reason in (decision.reason or "")
 
 
 def test_a_number_arriving_under_another_waba_routes_nowhere() -> None:
-    decision = route(only(split(envelope(text_message(ACME_PHONE, GLOBEX_WABA, "wamid.1")))), snapshot(), operator=True)
+    decision = route(
+        only(split(envelope(text_message(ACME_PHONE, GLOBEX_WABA, "wamid.1")))), snapshot(), operator=True
+    )
     assert not decision.routed
     assert "not its Tenant's WABA" in (decision.reason or "")
 
@@ -172,7 +209,9 @@ def test_display_number_fields_route_within_the_entry_waba(field: str) -> None:
 
 def test_partner_account_updates_route_by_the_customer_waba_not_entry_id() -> None:
     value = {"event": "PARTNER_ADDED", "waba_info": {"waba_id": ACME_WABA, "owner_business_id": "500123"}}
-    decision = route(only(split(envelope(change(PARTNER_BUSINESS, "account_update", value)))), snapshot(), operator=True)
+    decision = route(
+        only(split(envelope(change(PARTNER_BUSINESS, "account_update", value)))), snapshot(), operator=True
+    )
     assert (decision.tenant, decision.targets) == ("acme", ("tenant", "operator"))
     unknown = {"event": "PARTNER_ADDED", "waba_info": {"waba_id": "111"}}
     assert not route(only(split(envelope(change(PARTNER_BUSINESS, "account_update", unknown)))), snapshot(),
@@ -182,5 +221,7 @@ def test_partner_account_updates_route_by_the_customer_waba_not_entry_id() -> No
 def test_a_tenant_without_a_webhook_or_the_field_gets_no_delivery_but_owns_the_unit() -> None:
     view = make_view([tenant_obj("team-a", "acme", ACME_WABA, None)],
                      [number_obj("team-a", "support", "acme", ACME_PHONE, "15550100001")], [])  # fmt: skip
-    decision = route(only(split(envelope(text_message(ACME_PHONE, ACME_WABA, "wamid.1")))), view.snapshot, operator=True)
+    decision = route(
+        only(split(envelope(text_message(ACME_PHONE, ACME_WABA, "wamid.1")))), view.snapshot, operator=True
+    )
     assert (decision.tenant, decision.targets) == ("acme", ())

@@ -49,7 +49,10 @@ def unit(key: str, tenant: str | None = "acme", namespace: str = "team-a", targe
 
 
 def test_store_urls_name_the_async_driver_and_refuse_unknown_schemes() -> None:
-    assert async_url("sqlite:///var/lib/wabaplane/gateway.db") == "sqlite+aiosqlite:///var/lib/wabaplane/gateway.db"
+    assert (
+        async_url("sqlite:///var/lib/wabaplane/gateway.db")
+        == "sqlite+aiosqlite:///var/lib/wabaplane/gateway.db"
+    )
     assert async_url("postgresql://u:p@db/wp") == "postgresql+asyncpg://u:p@db/wp"
     with pytest.raises(StoreConfigError, match="unsupported store URL scheme 'mysql'"):
         async_url("mysql://db/wp")
@@ -69,7 +72,11 @@ async def test_ingest_stores_each_key_once_across_requests_and_within_one(store:
     assert (again.stored, again.duplicates) == (1, 1)
     assert again.new_keys == {"wamid.3"}
     listed = await store.list_deliveries("team-a", "acme")
-    assert sorted(json.loads(d.value)["messages"][0]["id"] for d in listed) == ["wamid.1", "wamid.2", "wamid.3"]
+    assert sorted(json.loads(d.value)["messages"][0]["id"] for d in listed) == [
+        "wamid.1",
+        "wamid.2",
+        "wamid.3",
+    ]
 
 
 async def test_unroutable_units_are_kept_with_their_reason_and_never_queued(store: Store) -> None:
@@ -99,7 +106,9 @@ async def test_concurrent_claims_never_share_a_delivery(store_url: str, clock: F
     stores = [await Store.open(store_url, clock) for _ in range(3)]
     try:
         await stores[0].ingest([unit(f"m{i}") for i in range(60)])
-        rounds = await asyncio.gather(*(s.claim("tenant", "team-a", "acme", 7, 60) for s in stores for _ in range(4)))
+        rounds = await asyncio.gather(
+            *(s.claim("tenant", "team-a", "acme", 7, 60) for s in stores for _ in range(4))
+        )
         ids = [d.id for claimed in rounds for d in claimed]
         assert len(ids) == len(set(ids))
         assert len(ids) == 60
@@ -108,7 +117,9 @@ async def test_concurrent_claims_never_share_a_delivery(store_url: str, clock: F
             await opened.close()
 
 
-async def test_failures_reschedule_then_dead_letter_and_replay_restarts(store: Store, clock: FakeClock) -> None:
+async def test_failures_reschedule_then_dead_letter_and_replay_restarts(
+    store: Store, clock: FakeClock
+) -> None:
     await store.ingest([unit("x")])
     [claimed] = await store.claim("tenant", "team-a", "acme", 1, 60)
     await store.mark_failed(claimed.seq, 503, "the endpoint answered HTTP 503", clock.now + 30)
@@ -148,9 +159,14 @@ async def test_pages_follow_the_cursor(store: Store) -> None:
     assert len({d.id for d in first + second + rest}) == 5
 
 
-async def test_purge_keeps_dedupe_keys_for_the_retention_and_never_drops_pending(store: Store, clock: FakeClock) -> None:
+async def test_purge_keeps_dedupe_keys_for_the_retention_and_never_drops_pending(
+    store: Store, clock: FakeClock
+) -> None:
     await store.ingest([unit("old-delivered"), unit("old-pending")])
-    claimed = {json.loads(d.value)["messages"][0]["id"]: d for d in await store.claim("tenant", "team-a", "acme", 5, 60)}
+    claimed = {
+        json.loads(d.value)["messages"][0]["id"]: d
+        for d in await store.claim("tenant", "team-a", "acme", 5, 60)
+    }
     await store.mark_delivered(claimed["old-delivered"].seq, 200)
     await store.release(claimed["old-pending"].seq, clock.now + 10**7)
     clock.now += 7 * 86400
@@ -165,6 +181,8 @@ async def test_purge_keeps_dedupe_keys_for_the_retention_and_never_drops_pending
 async def test_disabled_endpoints_are_remembered_until_enabled(store: Store) -> None:
     await store.disable_endpoint("team-a", "acme", "https://hooks.acme.example/wa", "410 Gone")
     await store.disable_endpoint("team-a", "acme", "https://hooks.acme.example/wa", "410 Gone")
-    assert await store.disabled_endpoints() == {("team-a", "acme", "https://hooks.acme.example/wa"): "410 Gone"}
+    assert await store.disabled_endpoints() == {
+        ("team-a", "acme", "https://hooks.acme.example/wa"): "410 Gone"
+    }
     assert await store.enable_endpoint("team-a", "acme") == 1
     assert await store.disabled_endpoints() == {}
