@@ -46,7 +46,7 @@ class GatewaySettings(BaseModel):
     retry_jitter: float = Field(default=0.2, ge=0, lt=1)
     max_retry_after: float = 86400.0
     delivery_timeout: float = 10.0
-    lease_seconds: float = 60.0
+    lease_seconds: float = 30.0
     operator_concurrency: int = 4
     breaker_failures: int = 5
     breaker_cooldown: float = 30.0
