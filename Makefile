@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install cluster-binaries crds lint test unit-test cluster-start cluster-stop clean
+.PHONY: install services cluster-binaries crds lint test unit-test cluster-start cluster-stop clean
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml
@@ -17,6 +17,18 @@ $(BIN)/.installed: pyproject.toml
 	@touch $@
 
 install: $(BIN)/.installed
+
+# PostgreSQL and Redis from Debian's packages, installed once; the tests start and stop their own
+# throw-away servers on loopback ports.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+services:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null; then \
+		echo "==> PostgreSQL and Redis already installed"; \
+	else \
+		echo "==> Installing PostgreSQL and Redis from Debian's packages"; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends postgresql redis-server; \
+	fi
 
 # etcd, kube-apiserver and kube-controller-manager, built once from the Go modules and cached
 # outside the repository (~/.cache/wabaplane); skipped when present.
@@ -33,11 +45,11 @@ lint: install
 	$(BIN)/ruff format --check src tests hack
 	$(BIN)/mypy
 
-unit-test: install
+unit-test: install services
 	$(BIN)/pytest -m "not cluster"
 
-test: install cluster-binaries lint
-	@echo "==> Test suite (starts and stops its own local control plane)"
+test: install services cluster-binaries lint
+	@echo "==> Test suite (starts and stops its own local control plane, PostgreSQL and Redis)"
 	$(BIN)/pytest
 
 cluster-start: cluster-binaries

@@ -303,13 +303,13 @@ def gateway(
     from wabaplane.gateway import logs
     from wabaplane.gateway.app import create_app as create_gateway_app
     from wabaplane.gateway.settings import GatewaySettings
-    from wabaplane.store import StoreConfigError, async_url
+    from wabaplane.store import StoreConfigError, driver_url
 
     secrets = [part for value in app_secrets for part in value.split()]
     if not secrets:
         raise click.ClickException("give the Meta app secret with --app-secret or WABAPLANE_META_APP_SECRET")
     try:
-        async_url(store_url)
+        driver_url(store_url)
         settings = GatewaySettings(
             store_url=store_url,
             app_secrets=[SecretStr(s) for s in secrets],

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from wabaplane.store import NewUnit, Store, StoreConfigError, async_url
+from wabaplane.store import NewUnit, Store, StoreConfigError, driver_url
 from wabaplane.store.migrations import MIGRATIONS, migrate
 from wabaplane.store.tables import schema_migrations
 
@@ -48,20 +48,21 @@ def unit(key: str, tenant: str | None = "acme", namespace: str = "team-a", targe
     )
 
 
-def test_store_urls_name_the_async_driver_and_refuse_unknown_schemes() -> None:
+def test_store_urls_name_the_driver_and_refuse_unknown_schemes() -> None:
     assert (
-        async_url("sqlite:///var/lib/wabaplane/gateway.db")
-        == "sqlite+aiosqlite:///var/lib/wabaplane/gateway.db"
+        driver_url("sqlite:///var/lib/wabaplane/gateway.db")
+        == "sqlite+pysqlite:///var/lib/wabaplane/gateway.db"
     )
-    assert async_url("postgresql://u:p@db/wp") == "postgresql+asyncpg://u:p@db/wp"
+    assert driver_url("postgresql://u:p@db/wp") == "postgresql+asyncpg://u:p@db/wp"
     with pytest.raises(StoreConfigError, match="unsupported store URL scheme 'mysql'"):
-        async_url("mysql://db/wp")
+        driver_url("mysql://db/wp")
 
 
 async def test_migrations_run_once_and_are_recorded(store: Store) -> None:
-    assert await migrate(store.engine) == []
-    async with store.engine.connect() as connection:
-        versions = list((await connection.execute(schema_migrations.select())).mappings())
+    assert await store.run(migrate) == []
+    versions = await store.run(
+        lambda connection: list(connection.execute(schema_migrations.select()).mappings())
+    )
     assert [row["version"] for row in versions] == [m.version for m in MIGRATIONS]
 
 

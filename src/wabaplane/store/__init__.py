@@ -11,7 +11,7 @@ from wabaplane.store.store import (
     StoreUnavailable,
     Target,
     Unroutable,
-    async_url,
+    driver_url,
 )
 
 __all__ = [
@@ -25,5 +25,5 @@ __all__ = [
     "StoreUnavailable",
     "Target",
     "Unroutable",
-    "async_url",
+    "driver_url",
 ]

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wabaplane.store import tables
 
@@ -35,22 +34,21 @@ def _initial(connection: Connection) -> None:
 MIGRATIONS = [Migration(1, "units, the delivery outbox and disabled endpoints", _initial)]
 
 
-async def migrate(engine: AsyncEngine) -> list[int]:
-    """Apply the pending migrations; returns the versions applied now."""
-    async with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            await connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
-        await connection.run_sync(lambda sync: tables.schema_migrations.create(sync, checkfirst=True))
-        done = set((await connection.execute(select(tables.schema_migrations.c.version))).scalars())
-        applied = []
-        for migration in MIGRATIONS:
-            if migration.version in done:
-                continue
-            await connection.run_sync(migration.apply)
-            await connection.execute(
-                tables.schema_migrations.insert().values(
-                    version=migration.version, description=migration.description, applied_at=time.time()
-                )
+def migrate(connection: Connection) -> list[int]:
+    """Apply the pending migrations in the caller's transaction; returns the versions applied now."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
+    tables.schema_migrations.create(connection, checkfirst=True)
+    done = set(connection.execute(select(tables.schema_migrations.c.version)).scalars())
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version in done:
+            continue
+        migration.apply(connection)
+        connection.execute(
+            tables.schema_migrations.insert().values(
+                version=migration.version, description=migration.description, applied_at=time.time()
             )
-            applied.append(migration.version)
-        return applied
+        )
+        applied.append(migration.version)
+    return applied

@@ -7,16 +7,31 @@ never hold the same delivery and a crashed replica's claims come back when the l
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import and_, delete, event, exists, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from wabaplane.store import migrations
 from wabaplane.store.tables import deliveries, disabled_endpoints, units
@@ -25,6 +40,9 @@ Clock = Callable[[], float]
 Target = Literal["tenant", "operator"]
 State = Literal["pending", "delivered", "dead"]
 STATES: tuple[State, ...] = ("pending", "delivered", "dead")
+# Requests per group commit.
+GROUP_COMMIT_REQUESTS = 256
+T = TypeVar("T")
 
 
 class StoreUnavailable(Exception):
@@ -97,12 +115,12 @@ class OutboxStats:
     unroutable: int
 
 
-def async_url(url: str) -> str:
-    """`sqlite:///file.db` and `postgresql://...` in, the URL of the asyncio driver out."""
+def driver_url(url: str) -> str:
+    """`sqlite:///file.db` or `postgresql://...` in; the URL of the driver the store uses out."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return str(parsed.set(drivername="sqlite+aiosqlite"))
+        return str(parsed.set(drivername="sqlite+pysqlite"))
     if backend in {"postgresql", "postgres"}:
         return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     raise StoreConfigError(
@@ -123,97 +141,144 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine, clock: Clock = time.time) -> None:
-        self.engine = engine
+    """Every operation is a synchronous SQLAlchemy Core function of one transaction.
+
+    PostgreSQL runs it on the asyncio engine (asyncpg) through `run_sync`. SQLite runs it whole in
+    one dedicated thread on one connection: one thread hop per transaction instead of one per
+    statement, and never two writers in this process.
+    """
+
+    def __init__(self, backend: str, clock: Clock, *, engine: AsyncEngine | None = None,
+                 sync_engine: Engine | None = None) -> None:  # fmt: skip
+        self.backend = backend
         self.clock = clock
-        self.backend = engine.dialect.name
+        self.engine = engine
+        self.sync_engine = sync_engine
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite") if sync_engine else None
+        self._queued: list[tuple[list[NewUnit], asyncio.Future[IngestResult]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        dialect = postgresql if backend == "postgresql" else sqlite
+        self._insert_unit = (
+            dialect.insert(units).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(units.c.id)
+        )
+        self._insert_disabled = dialect.insert(disabled_endpoints).on_conflict_do_nothing()
 
     @classmethod
     async def open(cls, url: str, clock: Clock = time.time) -> Store:
-        driver_url = async_url(url)
-        if driver_url.startswith("sqlite"):
-            # One connection: SQLite has one writer anyway, and queueing in the pool is cheaper
-            # than "database is locked" retries.
-            engine = create_async_engine(driver_url, pool_size=1, max_overflow=0, pool_timeout=30)
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        target = driver_url(url)
+        if target.startswith("sqlite"):
+            sync_engine = create_engine(
+                target, pool_size=1, max_overflow=0, connect_args={"check_same_thread": False}
+            )
+            event.listen(sync_engine, "connect", _sqlite_pragmas)
+            store = cls("sqlite", clock, sync_engine=sync_engine)
         else:
-            engine = create_async_engine(driver_url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-        store = cls(engine, clock)
+            engine = create_async_engine(target, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            store = cls("postgresql", clock, engine=engine)
         try:
-            await migrations.migrate(engine)
+            await store.run(migrations.migrate)
         except Exception as error:
-            await engine.dispose()
+            await store.close()
             raise StoreUnavailable(f"cannot open the store: {type(error).__name__}: {error}") from error
         return store
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+        if self.engine is not None:
+            await self.engine.dispose()
+        if self.sync_engine is not None and self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self.sync_engine.dispose)
+            self._thread.shutdown(wait=True)
+
+    async def run(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one transaction on this backend."""
+        if self._thread is not None:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self._run_here, work)
+        assert self.engine is not None
+        async with self.engine.begin() as connection:
+            return await connection.run_sync(work)
+
+    def _run_here(self, work: Callable[[Connection], T]) -> T:
+        assert self.sync_engine is not None
+        with self.sync_engine.begin() as connection:
+            return work(connection)
 
     async def ping(self) -> None:
-        async with self.engine.connect() as connection:
-            await connection.execute(select(1))
+        await self.run(lambda connection: connection.execute(select(1)).scalar())
 
     # -- ingest --------------------------------------------------------------------------------
 
-    def _insert_unit(self) -> Any:
-        dialect = postgresql if self.backend == "postgresql" else sqlite
-        return (
-            dialect.insert(units).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(units.c.id)
-        )
-
     async def ingest(self, batch: Sequence[NewUnit]) -> IngestResult:
-        """Store every new unit and its deliveries in one transaction; known keys are duplicates."""
-        now = self.clock()
-        stored = duplicates = queued = 0
-        new_keys: set[str] = set()
-        async with self.engine.begin() as connection:
-            for unit in batch:
-                unit_id = (
-                    await connection.execute(
-                        self._insert_unit().values(
-                            dedupe_key=unit.dedupe_key,
-                            received_at=now,
-                            field=unit.field,
-                            entry_id=unit.entry_id,
-                            entry_time=unit.entry_time,
-                            value=unit.value,
-                            namespace=unit.namespace,
-                            tenant=unit.tenant,
-                            unroutable_reason=unit.unroutable_reason,
+        """Store every new unit of one request and its deliveries; known keys are duplicates.
+
+        Requests that arrive while a commit is under way are committed together in the next one
+        (group commit): one fsync serves them all, and each caller still returns only after the
+        transaction holding its units is durable. A failed commit fails every request in it.
+        """
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._queued.append((list(batch), future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_queued())
+        return await asyncio.shield(future)
+
+    async def _write_queued(self) -> None:
+        while self._queued:
+            group, self._queued = self._queued[:GROUP_COMMIT_REQUESTS], self._queued[GROUP_COMMIT_REQUESTS:]
+            requests = [units_ for units_, _ in group]
+            try:
+                results = await self.run(functools.partial(self._ingest_group, requests=requests))
+            except BaseException as error:
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(
+                            error if isinstance(error, Exception) else StoreUnavailable("cancelled")
                         )
-                    )
-                ).scalar()
+                if not isinstance(error, Exception):
+                    raise
+                continue
+            for (_, future), result in zip(group, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    def _ingest_group(self, connection: Connection, *, requests: list[list[NewUnit]]) -> list[IngestResult]:
+        now = self.clock()
+        results = []
+        seen: set[str] = set()
+        outbox = []
+        for request in requests:
+            stored = duplicates = queued = 0
+            new_keys = set()
+            for unit in request:
+                unit_id = None
+                if unit.dedupe_key not in seen:
+                    seen.add(unit.dedupe_key)
+                    unit_id = connection.execute(self._insert_unit, {
+                        "dedupe_key": unit.dedupe_key, "received_at": now, "field": unit.field,
+                        "entry_id": unit.entry_id, "entry_time": unit.entry_time, "value": unit.value,
+                        "namespace": unit.namespace, "tenant": unit.tenant,
+                        "unroutable_reason": unit.unroutable_reason}).scalar()  # fmt: skip
                 if unit_id is None:
                     duplicates += 1
                     continue
                 stored += 1
                 new_keys.add(unit.dedupe_key)
-                if unit.targets:
-                    assert unit.namespace is not None
-                    assert unit.tenant is not None
-                    await connection.execute(
-                        deliveries.insert(),
-                        [
-                            {
-                                "id": "msg_" + uuid.uuid4().hex,
-                                "unit_id": unit_id,
-                                "target": target,
-                                "namespace": unit.namespace,
-                                "tenant": unit.tenant,
-                                "state": "pending",
-                                "attempts": 0,
-                                "created_at": now,
-                                "next_attempt_at": now,
-                            }
-                            for target in unit.targets
-                        ],
-                    )
-                    queued += len(unit.targets)
-        return IngestResult(stored, duplicates, queued, frozenset(new_keys))
+                queued += len(unit.targets)
+                outbox += [
+                    {"id": "msg_" + uuid.uuid4().hex, "unit_id": unit_id, "target": target,
+                     "namespace": unit.namespace, "tenant": unit.tenant, "state": "pending", "attempts": 0,
+                     "created_at": now, "next_attempt_at": now}
+                    for target in unit.targets
+                ]  # fmt: skip
+            results.append(IngestResult(stored, duplicates, queued, frozenset(new_keys)))
+        if outbox:
+            connection.execute(deliveries.insert(), outbox)
+        return results
 
     # -- the outbox ----------------------------------------------------------------------------
 
-    def _due(self, now: float) -> Any:
+    @staticmethod
+    def _due(now: float) -> Any:
         return and_(
             deliveries.c.state == "pending",
             deliveries.c.next_attempt_at <= now,
@@ -222,23 +287,13 @@ class Store:
 
     async def due_groups(self) -> dict[tuple[Target, str, str], int]:
         """How many deliveries are due per (target, namespace, tenant)."""
-        now = self.clock()
         query = (
             select(deliveries.c.target, deliveries.c.namespace, deliveries.c.tenant, func.count())
-            .where(self._due(now))
+            .where(self._due(self.clock()))
             .group_by(deliveries.c.target, deliveries.c.namespace, deliveries.c.tenant)
         )
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(query)).all()
+        rows = await self.run(lambda connection: connection.execute(query).all())
         return {(row[0], row[1], row[2]): int(row[3]) for row in rows}
-
-    async def next_due_at(self) -> float | None:
-        query = select(func.min(func.coalesce(deliveries.c.lease_until, deliveries.c.next_attempt_at))).where(
-            deliveries.c.state == "pending"
-        )
-        async with self.engine.connect() as connection:
-            value = (await connection.execute(query)).scalar()
-        return float(value) if value is not None else None
 
     async def claim(
         self, target: Target, namespace: str, tenant: str, limit: int, lease_seconds: float
@@ -267,15 +322,15 @@ class Store:
             .values(lease_until=now + lease_seconds)
             .returning(deliveries.c.seq)
         )
-        async with self.engine.begin() as connection:
-            seqs = list((await connection.execute(claim)).scalars())
-            if not seqs:
-                return []
-            return await self._deliveries(connection, deliveries.c.seq.in_(seqs))
 
-    async def _deliveries(
-        self, connection: AsyncConnection, *where: Any, limit: int | None = None
-    ) -> list[Delivery]:
+        def work(connection: Connection) -> list[Delivery]:
+            seqs = list(connection.execute(claim).scalars())
+            return self._deliveries(connection, deliveries.c.seq.in_(seqs)) if seqs else []
+
+        return await self.run(work)
+
+    @staticmethod
+    def _deliveries(connection: Connection, *where: Any, limit: int | None = None) -> list[Delivery]:
         query = (
             select(
                 deliveries,
@@ -291,66 +346,33 @@ class Store:
         )
         if limit is not None:
             query = query.limit(limit)
-        rows = (await connection.execute(query)).mappings().all()
+        names = set(Delivery.__dataclass_fields__)
         return [
-            Delivery(
-                seq=row["seq"],
-                id=row["id"],
-                target=row["target"],
-                namespace=row["namespace"],
-                tenant=row["tenant"],
-                state=row["state"],
-                attempts=row["attempts"],
-                created_at=row["created_at"],
-                next_attempt_at=row["next_attempt_at"],
-                delivered_at=row["delivered_at"],
-                last_status=row["last_status"],
-                last_error=row["last_error"],
-                field=row["field"],
-                entry_id=row["entry_id"],
-                entry_time=row["entry_time"],
-                value=row["value"],
-                received_at=row["received_at"],
-            )
-            for row in rows
+            Delivery(**{k: v for k, v in row.items() if k in names})
+            for row in connection.execute(query).mappings()
         ]
 
+    async def _update(self, seq: int, **values: Any) -> None:
+        statement = update(deliveries).where(deliveries.c.seq == seq).values(**values)
+        await self.run(lambda connection: connection.execute(statement))
+
     async def mark_delivered(self, seq: int, status: int) -> None:
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                update(deliveries)
-                .where(deliveries.c.seq == seq)
-                .values(
-                    state="delivered",
-                    delivered_at=self.clock(),
-                    attempts=deliveries.c.attempts + 1,
-                    last_status=status,
-                    last_error=None,
-                    lease_until=None,
-                )
-            )
+        await self._update(seq, state="delivered", delivered_at=self.clock(), attempts=deliveries.c.attempts + 1,
+                           last_status=status, last_error=None, lease_until=None)  # fmt: skip
 
     async def mark_failed(self, seq: int, status: int | None, error: str, retry_at: float | None) -> None:
         """Count a failed attempt: retry at `retry_at`, or dead-letter it when that is None."""
-        values: dict[str, Any] = {
-            "attempts": deliveries.c.attempts + 1,
-            "last_status": status,
-            "last_error": error[:2000],
-            "lease_until": None,
-        }
+        values: dict[str, Any] = {"attempts": deliveries.c.attempts + 1, "last_status": status,
+                                  "last_error": error[:2000], "lease_until": None}  # fmt: skip
         if retry_at is None:
             values["state"] = "dead"
         else:
             values["next_attempt_at"] = retry_at
-        async with self.engine.begin() as connection:
-            await connection.execute(update(deliveries).where(deliveries.c.seq == seq).values(**values))
+        await self._update(seq, **values)
 
     async def release(self, seq: int, at: float) -> None:
         """Give a claimed delivery back without counting an attempt (held, circuit open, shutdown)."""
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                update(deliveries).where(deliveries.c.seq == seq).values(lease_until=None, next_attempt_at=at)
-            )
+        await self._update(seq, lease_until=None, next_attempt_at=at)
 
     # -- tenant-scoped views -------------------------------------------------------------------
 
@@ -379,18 +401,12 @@ class Store:
             where.append(deliveries.c.created_at < until)
         if after is not None:
             where.append(deliveries.c.seq > after)
-        async with self.engine.connect() as connection:
-            return await self._deliveries(connection, *where, limit=limit)
+        return await self.run(lambda connection: self._deliveries(connection, *where, limit=limit))
 
     async def get_delivery(self, namespace: str, tenant: str, delivery_id: str) -> Delivery | None:
-        async with self.engine.connect() as connection:
-            found = await self._deliveries(
-                connection,
-                deliveries.c.namespace == namespace,
-                deliveries.c.tenant == tenant,
-                deliveries.c.target == "tenant",
-                deliveries.c.id == delivery_id,
-            )
+        where = (deliveries.c.namespace == namespace, deliveries.c.tenant == tenant,
+                 deliveries.c.target == "tenant", deliveries.c.id == delivery_id)  # fmt: skip
+        found = await self.run(lambda connection: self._deliveries(connection, *where))
         return found[0] if found else None
 
     async def replay(
@@ -416,37 +432,35 @@ class Store:
             where.append(deliveries.c.created_at >= since)
         if until is not None:
             where.append(deliveries.c.created_at < until)
-        async with self.engine.begin() as connection:
-            result = await connection.execute(
-                update(deliveries)
-                .where(*where)
-                .values(state="pending", attempts=0, next_attempt_at=self.clock(), lease_until=None)
-            )
-        return int(result.rowcount)
+        statement = (
+            update(deliveries)
+            .where(*where)
+            .values(state="pending", attempts=0, next_attempt_at=self.clock(), lease_until=None)
+        )
+        return await self.run(lambda connection: int(connection.execute(statement).rowcount))
 
     # -- endpoints disabled by 410 Gone ----------------------------------------------------------
 
     async def disable_endpoint(self, namespace: str, tenant: str, url: str, reason: str) -> None:
-        dialect = postgresql if self.backend == "postgresql" else sqlite
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                dialect.insert(disabled_endpoints)
-                .values(namespace=namespace, tenant=tenant, url=url, disabled_at=self.clock(), reason=reason)
-                .on_conflict_do_nothing()
-            )
+        values = {
+            "namespace": namespace,
+            "tenant": tenant,
+            "url": url,
+            "disabled_at": self.clock(),
+            "reason": reason,
+        }
+        await self.run(lambda connection: connection.execute(self._insert_disabled, values))
 
     async def enable_endpoint(self, namespace: str, tenant: str) -> int:
-        async with self.engine.begin() as connection:
-            result = await connection.execute(
-                delete(disabled_endpoints).where(
-                    disabled_endpoints.c.namespace == namespace, disabled_endpoints.c.tenant == tenant
-                )
-            )
-        return int(result.rowcount)
+        statement = delete(disabled_endpoints).where(
+            disabled_endpoints.c.namespace == namespace, disabled_endpoints.c.tenant == tenant
+        )
+        return await self.run(lambda connection: int(connection.execute(statement).rowcount))
 
     async def disabled_endpoints(self) -> dict[tuple[str, str, str], str]:
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(select(disabled_endpoints))).mappings().all()
+        rows = await self.run(
+            lambda connection: connection.execute(select(disabled_endpoints)).mappings().all()
+        )
         return {(row["namespace"], row["tenant"], row["url"]): row["reason"] for row in rows}
 
     # -- operations ------------------------------------------------------------------------------
@@ -455,46 +469,34 @@ class Store:
         query = select(units).where(units.c.tenant.is_(None)).order_by(units.c.id).limit(limit)
         if after is not None:
             query = query.where(units.c.id > after)
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(query)).mappings().all()
+        rows = await self.run(lambda connection: connection.execute(query).mappings().all())
         return [
-            Unroutable(
-                row["id"],
-                row["received_at"],
-                row["field"],
-                row["entry_id"],
-                row["unroutable_reason"] or "",
-                row["value"],
-            )
+            Unroutable(row["id"], row["received_at"], row["field"], row["entry_id"], row["unroutable_reason"] or "",
+                       row["value"])
             for row in rows
-        ]
+        ]  # fmt: skip
 
     async def stats(self) -> OutboxStats:
         now = self.clock()
-        async with self.engine.connect() as connection:
-            pending, oldest = (
-                await connection.execute(
-                    select(func.count(), func.min(deliveries.c.created_at)).where(
-                        deliveries.c.state == "pending"
-                    )
-                )
+
+        def work(connection: Connection) -> OutboxStats:
+            pending, oldest = connection.execute(
+                select(func.count(), func.min(deliveries.c.created_at)).where(deliveries.c.state == "pending")
             ).one()
-            dead_rows = (
-                await connection.execute(
-                    select(deliveries.c.namespace, deliveries.c.tenant, func.count())
-                    .where(deliveries.c.state == "dead")
-                    .group_by(deliveries.c.namespace, deliveries.c.tenant)
-                )
+            dead_rows = connection.execute(
+                select(deliveries.c.namespace, deliveries.c.tenant, func.count())
+                .where(deliveries.c.state == "dead")
+                .group_by(deliveries.c.namespace, deliveries.c.tenant)
             ).all()
-            unroutable = (
-                await connection.execute(select(func.count()).where(units.c.tenant.is_(None)))
-            ).scalar_one()
-        return OutboxStats(
-            pending=int(pending),
-            oldest_pending_age=max(0.0, now - float(oldest)) if oldest is not None else 0.0,
-            dead_by_tenant={(row[0], row[1]): int(row[2]) for row in dead_rows},
-            unroutable=int(unroutable),
-        )
+            unroutable = connection.execute(select(func.count()).where(units.c.tenant.is_(None))).scalar_one()
+            return OutboxStats(
+                pending=int(pending),
+                oldest_pending_age=max(0.0, now - float(oldest)) if oldest is not None else 0.0,
+                dead_by_tenant={(row[0], row[1]): int(row[2]) for row in dead_rows},
+                unroutable=int(unroutable),
+            )
+
+        return await self.run(work)
 
     async def purge(self, retention_seconds: float, dead_retention_seconds: float) -> int:
         """Forget units older than the retention whose deliveries are finished.
@@ -510,11 +512,13 @@ class Store:
                 and_(deliveries.c.state == "dead", deliveries.c.created_at >= now - dead_retention_seconds),
             ),
         )
-        async with self.engine.begin() as connection:
-            old = select(units.c.id).where(units.c.received_at < now - retention_seconds, ~unfinished)
-            ids = list((await connection.execute(old)).scalars())
-            if not ids:
-                return 0
-            await connection.execute(delete(deliveries).where(deliveries.c.unit_id.in_(ids)))
-            await connection.execute(delete(units).where(units.c.id.in_(ids)))
-        return len(ids)
+        old = select(units.c.id).where(units.c.received_at < now - retention_seconds, ~unfinished)
+
+        def work(connection: Connection) -> int:
+            ids = list(connection.execute(old).scalars())
+            if ids:
+                connection.execute(delete(deliveries).where(deliveries.c.unit_id.in_(ids)))
+                connection.execute(delete(units).where(units.c.id.in_(ids)))
+            return len(ids)
+
+        return await self.run(work)
