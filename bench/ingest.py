@@ -108,7 +108,10 @@ def serve_gateway(port: int, store_url: str) -> None:
                      [number_obj(f"ns{i}", "n", f"t{i}", phone(i), "15550100001") for i in range(TENANTS)], [])  # fmt: skip
     settings = GatewaySettings(store_url=store_url, app_secrets=[SecretStr(APP_SECRET)], watch_cluster=False,
                                max_in_flight_requests=1024)  # fmt: skip
-    web.run_app(create_app(settings, view=view), host="127.0.0.1", port=port, print=None, access_log=None)
+    import uvloop
+
+    web.run_app(create_app(settings, view=view), host="127.0.0.1", port=port, print=None, access_log=None,
+                loop=uvloop.new_event_loop())  # fmt: skip
 
 
 def serve_bare(port: int) -> None:
@@ -126,7 +129,9 @@ def serve_bare(port: int) -> None:
         return web.Response(text="ok")
 
     app.router.add_get("/readyz", ready)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    import uvloop
+
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, loop=uvloop.new_event_loop())
 
 
 def serve_flask(port: int, database: str, sink: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -334,4 +335,13 @@ def gateway(
         f"wabaplane gateway on http://{host}:{port} (Meta webhook /webhook, tenant API /v1/)", err=True
     )
     web.run_app(create_gateway_app(settings), host=host, port=port, print=None, access_log=None,
-                shutdown_timeout=10)  # fmt: skip
+                shutdown_timeout=10, loop=_fast_loop())  # fmt: skip
+
+
+def _fast_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux, macOS): the gateway's ingest rate is bound by the loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()

@@ -20,7 +20,7 @@ from wabaplane.gateway import keys
 from wabaplane.gateway.delivery import tenant_label
 from wabaplane.gateway.routing import route
 from wabaplane.gateway.signing import verify_hub_signature
-from wabaplane.gateway.units import MalformedEnvelope, canonical, split
+from wabaplane.gateway.units import MalformedEnvelope, split
 from wabaplane.store import NewUnit, StoreUnavailable
 
 logger = logging.getLogger("wabaplane.gateway.ingest")
@@ -78,7 +78,7 @@ async def receive(request: web.Request) -> web.Response:
     operator = settings.operator_url is not None
     batch = []
     for unit in units:
-        metrics.received.labels(field=unit.field[:100]).inc()
+        metrics.child(metrics.received, unit.field[:100]).inc()
         decision = route(unit, snapshot, operator=operator)
         batch.append(
             NewUnit(
@@ -86,7 +86,7 @@ async def receive(request: web.Request) -> web.Response:
                 field=unit.field,
                 entry_id=unit.entry_id,
                 entry_time=unit.entry_time,
-                value=canonical(unit.value),
+                value=json.dumps(unit.value, separators=(",", ":")),
                 namespace=decision.namespace,
                 tenant=decision.tenant,
                 unroutable_reason=decision.reason,
@@ -114,9 +114,9 @@ async def receive(request: web.Request) -> web.Response:
         else:
             outcome, label = "routed", tenant_label(stored.namespace or "", stored.tenant)
         counted.add(stored.dedupe_key)
-        metrics.units.labels(outcome=outcome, tenant=label).inc()
+        metrics.child(metrics.units, outcome, label).inc()
     if result.deliveries:
         app[keys.DELIVERER].wake.set()
-    metrics.requests.labels(outcome="accepted").inc()
+    metrics.child(metrics.requests, "accepted").inc()
     metrics.ingest_seconds.observe(time.monotonic() - started)
     return web.json_response({"units": len(batch), "stored": result.stored, "duplicates": result.duplicates})

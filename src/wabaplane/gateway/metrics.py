@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -41,3 +43,12 @@ class GatewayMetrics:
                                   ["tenant"], registry=r)  # fmt: skip
         self.held = Gauge("wabaplane_gateway_deliveries_held", "Due deliveries held (suspended tenant, disabled "
                           "endpoint, missing secret)", ["tenant", "reason"], registry=r)  # fmt: skip
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """`metric.labels(*values)`, memoised: label lookups are on the per-request path."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -12,14 +13,20 @@ from aiohttp.typedefs import Middleware
 from wabaplane.gateway.logs import request_id
 
 logger = logging.getLogger("wabaplane.gateway")
+# Request ids: unique across replicas without a random draw per request.
+PROCESS_ID = secrets.token_hex(4)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def request_ids() -> Middleware:
+    counter = itertools.count()
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         given = request.headers.get("X-Request-Id", "")
-        current = given if 0 < len(given) <= 100 and given.isprintable() else uuid.uuid4().hex
+        current = (
+            given if 0 < len(given) <= 100 and given.isprintable() else f"{PROCESS_ID}{next(counter):010x}"
+        )
         token = request_id.set(current)
         try:
             response = await handler(request)

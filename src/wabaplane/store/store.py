@@ -43,6 +43,10 @@ STATES: tuple[State, ...] = ("pending", "delivered", "dead")
 # Requests per group commit.
 GROUP_COMMIT_REQUESTS = 256
 T = TypeVar("T")
+SQLITE_INSERT_UNIT = (
+    "INSERT INTO units (dedupe_key, received_at, field, entry_id, entry_time, value, namespace, tenant, "
+    "unroutable_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id"
+)
 
 
 class StoreUnavailable(Exception):
@@ -246,6 +250,9 @@ class Store:
         results = []
         seen: set[str] = set()
         outbox = []
+        insert = (
+            self._sqlite_inserter(connection) if self.backend == "sqlite" else self._core_inserter(connection)
+        )
         for request in requests:
             stored = duplicates = queued = 0
             new_keys = set()
@@ -253,11 +260,7 @@ class Store:
                 unit_id = None
                 if unit.dedupe_key not in seen:
                     seen.add(unit.dedupe_key)
-                    unit_id = connection.execute(self._insert_unit, {
-                        "dedupe_key": unit.dedupe_key, "received_at": now, "field": unit.field,
-                        "entry_id": unit.entry_id, "entry_time": unit.entry_time, "value": unit.value,
-                        "namespace": unit.namespace, "tenant": unit.tenant,
-                        "unroutable_reason": unit.unroutable_reason}).scalar()  # fmt: skip
+                    unit_id = insert(unit, now)
                 if unit_id is None:
                     duplicates += 1
                     continue
@@ -274,6 +277,30 @@ class Store:
         if outbox:
             connection.execute(deliveries.insert(), outbox)
         return results
+
+    def _core_inserter(self, connection: Connection) -> Callable[[NewUnit, float], int | None]:
+        def insert(unit: NewUnit, now: float) -> int | None:
+            row = {"dedupe_key": unit.dedupe_key, "received_at": now, "field": unit.field, "entry_id": unit.entry_id,
+                   "entry_time": unit.entry_time, "value": unit.value, "namespace": unit.namespace,
+                   "tenant": unit.tenant, "unroutable_reason": unit.unroutable_reason}  # fmt: skip
+            value = connection.execute(self._insert_unit, row).scalar()
+            return int(value) if value is not None else None
+
+        return insert
+
+    @staticmethod
+    def _sqlite_inserter(connection: Connection) -> Callable[[NewUnit, float], int | None]:
+        # The hottest statement of the gateway, on the transaction's own connection: the driver's
+        # cursor directly saves most of the per-statement cost, which bounds webhooks/s.
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+        def insert(unit: NewUnit, now: float) -> int | None:
+            row = cursor.execute(SQLITE_INSERT_UNIT, (unit.dedupe_key, now, unit.field, unit.entry_id, unit.entry_time,
+                                                      unit.value, unit.namespace, unit.tenant,
+                                                      unit.unroutable_reason)).fetchone()  # fmt: skip
+            return int(row[0]) if row is not None else None
+
+        return insert
 
     # -- the outbox ----------------------------------------------------------------------------
 
