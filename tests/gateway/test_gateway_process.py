@@ -44,6 +44,7 @@ class GatewayProcess:
     url: str
     args: list[str]
     process: subprocess.Popen[str] | None = None
+    stderr: str = ""
 
     def start(self) -> None:
         self.process = subprocess.Popen(
@@ -67,11 +68,11 @@ class GatewayProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.communicate(timeout=10)
 
-    def stop(self) -> str:
+    def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
-            return ""
+            return
         self.process.terminate()
-        return self.process.communicate(timeout=20)[1]
+        self.stderr = self.process.communicate(timeout=20)[1]
 
 
 @contextmanager
@@ -245,6 +246,10 @@ async def test_the_routing_table_follows_the_cluster_within_seconds(
                 d["payload"]["entry"][0]["changes"][0]["value"]["messages"][0]["id"]
                 for d in deliveries["data"]
             } >= {"wamid.one", "wamid.held"}
+    logs = gateway.stderr
+    assert '"request_id"' in logs or '"level"' in logs, "the gateway logs JSON lines"
+    for secret_value in (APP_SECRET, VERIFY_TOKEN, API_KEY, old_secret, new_secret):
+        assert secret_value not in logs
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ rebinding window). The platform may allow specific CIDRs (for example a loopback
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from collections.abc import Sequence
@@ -78,8 +79,10 @@ class GuardedResolver(AbstractResolver):
         results = await self.inner.resolve(host, port, family)
         allowed = [r for r in results if self.policy.address_allowed(ipaddress.ip_address(r["host"]))]
         if not allowed:
+            # errno and message: aiohttp shows the strerror in the connection error it raises.
             raise OSError(
-                f"{host} resolves only to addresses that are not public and not in an allowed range"
+                errno.EACCES,
+                f"{host} resolves only to addresses that are not public and not in an allowed range",
             )
         return allowed
 
