@@ -41,8 +41,8 @@ crds: install
 
 lint: install
 	@echo "==> ruff and mypy"
-	$(BIN)/ruff check src tests hack
-	$(BIN)/ruff format --check src tests hack
+	$(BIN)/ruff check src tests hack bench
+	$(BIN)/ruff format --check src tests hack bench
 	$(BIN)/mypy
 
 unit-test: install services
