@@ -385,7 +385,7 @@ async def test_unregistered_number_cannot_send(harness: Harness) -> None:
 
 def test_http_statuses_are_configurable() -> None:
     settings = EmulatorSettings(http_status_overrides={131056: 400}, limits=Limits())
-    from wabaplane.emulator.errors import GraphError
+    from wabaplane.meta.envelope import GraphError
 
     assert GraphError(code=131056, details="x").status(settings.http_status_overrides) == 400
     assert GraphError(code=131056, details="x").status({}) == 429

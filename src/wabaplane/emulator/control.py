@@ -12,9 +12,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from wabaplane.emulator import seed as seed_module
-from wabaplane.emulator.errors import GraphError
 from wabaplane.emulator.graph import EMULATOR_KEY, FAULTS_KEY, Fault
 from wabaplane.emulator.state import Template
+from wabaplane.meta.envelope import GraphError
 
 routes = web.RouteTableDef()
 M = TypeVar("M", bound=BaseModel)

@@ -15,14 +15,6 @@ from typing import Any
 
 from wabaplane.emulator import templates as tpl
 from wabaplane.emulator.config import EmulatorSettings
-from wabaplane.emulator.errors import (
-    GraphError,
-    invalid_parameter,
-    invalid_token,
-    missing_parameter,
-    not_found,
-)
-from wabaplane.emulator.ratelimit import SlidingWindow, TokenBucket
 from wabaplane.emulator.state import (
     Business,
     Phone,
@@ -36,6 +28,14 @@ from wabaplane.emulator.state import (
     digits,
 )
 from wabaplane.emulator.webhooks import OVERRIDABLE_FIELDS, Change, Dispatcher
+from wabaplane.meta.envelope import (
+    GraphError,
+    invalid_parameter,
+    invalid_token,
+    missing_parameter,
+    not_found,
+)
+from wabaplane.ratelimit import SlidingWindow, TokenBucket
 
 MANAGEMENT = "whatsapp_business_management"
 MESSAGING = "whatsapp_business_messaging"

@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from wabaplane.emulator.engine import Emulator
-from wabaplane.emulator.errors import GraphError, not_found
 from wabaplane.emulator.state import Token
+from wabaplane.meta.envelope import GraphError, not_found
 
 
 @dataclass

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from wabaplane.emulator.ratelimit import SlidingWindow, TokenBucket
+from wabaplane.ratelimit import SlidingWindow, TokenBucket
 
 
 def digits(value: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from wabaplane.emulator.errors import GraphError
+from wabaplane.meta.envelope import GraphError
 
 NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 PLACEHOLDER = re.compile(r"\{\{([^{}]*)\}\}")

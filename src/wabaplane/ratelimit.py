@@ -1,4 +1,4 @@
-"""The two limiter shapes Meta documents: a counted window and a burst bucket."""
+"""The two limiter shapes Meta documents, a counted window and a burst bucket (emulator and gateway)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Meta's error envelope, with the codes the emulator answers (reference §3)."""
+"""Meta's error envelope and the codes behind it (reference §3), shared by the emulator and the gateway."""
 
 from __future__ import annotations
 
