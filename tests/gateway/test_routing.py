@@ -225,3 +225,11 @@ def test_a_tenant_without_a_webhook_or_the_field_gets_no_delivery_but_owns_the_u
         only(split(envelope(text_message(ACME_PHONE, ACME_WABA, "wamid.1")))), view.snapshot, operator=True
     )
     assert (decision.tenant, decision.targets) == ("acme", ())
+
+
+@pytest.mark.parametrize("value", [{}, {"messaging_product": "whatsapp", "messages": [{"id": "wamid.x"}]}])
+def test_a_messages_change_without_its_number_never_routes_by_waba(value: dict[str, Any]) -> None:
+    """Found by the fuzzer: the WABA alone must not route a messages change."""
+    decision = route(only(split(envelope(change(ACME_WABA, "messages", value)))), snapshot(), operator=True)
+    assert not decision.routed
+    assert decision.reason == "a messages change without metadata.phone_number_id"

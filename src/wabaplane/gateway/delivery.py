@@ -25,6 +25,7 @@ import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 
 from wabaplane.gateway.cluster import ClusterView
+from wabaplane.gateway.conversations import CONVERSATION_HEADER, conversation_of
 from wabaplane.gateway.metrics import GatewayMetrics
 from wabaplane.gateway.routing import TenantInfo
 from wabaplane.gateway.settings import GatewaySettings
@@ -242,6 +243,9 @@ class Deliverer:
         headers["webhook-id"] = delivery.id
         headers["webhook-timestamp"] = str(timestamp)
         headers["webhook-signature"] = standard_signature(delivery.id, timestamp, body, secrets)
+        conversation = conversation_of(delivery.namespace, delivery.tenant, json.loads(delivery.value))
+        if conversation is not None:
+            headers[CONVERSATION_HEADER] = conversation
         return tenant.webhook_url, headers
 
     async def _post(self, target: Target, url: str, body: bytes, headers: dict[str, str]) -> Outcome:

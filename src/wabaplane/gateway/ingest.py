@@ -17,6 +17,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from wabaplane.gateway import keys
+from wabaplane.gateway.conversations import logs_for
 from wabaplane.gateway.delivery import tenant_label
 from wabaplane.gateway.routing import route
 from wabaplane.gateway.signing import verify_hub_signature
@@ -91,6 +92,7 @@ async def receive(request: web.Request) -> web.Response:
                 tenant=decision.tenant,
                 unroutable_reason=decision.reason,
                 targets=decision.targets,
+                logs=logs_for(unit, decision),
             )
         )
     try:

@@ -19,6 +19,8 @@ from typing import Any
 from wabaplane.gateway.units import Unit
 from wabaplane.store import Target
 
+# Fields whose values name their number in metadata.phone_number_id: only that number routes them.
+NUMBER_FIELDS = frozenset({"messages", "message_echoes", "smb_message_echoes", "user_preferences", "calls"})
 DISPLAY_NUMBER_FIELDS = frozenset({"phone_number_quality_update", "phone_number_name_update", "security"})
 # Fields whose truth the operator writes into status (operator/management.py).
 MANAGEMENT_FIELDS = frozenset(
@@ -127,6 +129,8 @@ def _owner(unit: Unit, snapshot: Snapshot) -> tuple[TenantInfo | None, str]:
     phone_number_id = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
     if phone_number_id is not None:
         return _owner_of_number(str(phone_number_id), unit.entry_id, snapshot)
+    if unit.field in NUMBER_FIELDS:
+        return None, f"a {unit.field} change without metadata.phone_number_id"
     if unit.field in DISPLAY_NUMBER_FIELDS:
         return _owner_of_display_number(digits(value.get("display_phone_number")), unit.entry_id, snapshot)
     waba_id = unit.entry_id

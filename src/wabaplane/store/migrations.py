@@ -31,7 +31,17 @@ def _initial(connection: Connection) -> None:
     )
 
 
-MIGRATIONS = [Migration(1, "units, the delivery outbox and disabled endpoints", _initial)]
+def _send_side(connection: Connection) -> None:
+    tables.metadata.create_all(
+        connection,
+        tables=[tables.conversations, tables.messages, tables.idempotency_keys, tables.refusals],
+    )
+
+
+MIGRATIONS = [
+    Migration(1, "units, the delivery outbox and disabled endpoints", _initial),
+    Migration(2, "conversations, the message log, idempotency keys and refusals", _send_side),
+]
 
 
 def migrate(connection: Connection) -> list[int]:

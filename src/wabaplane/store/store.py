@@ -33,7 +33,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from wabaplane.store import migrations
+from wabaplane.store import messagelog, migrations
+from wabaplane.store.messagelog import (
+    Conversation,
+    Message,
+    MessageRecord,
+    Remembered,
+    StatusRecord,
+    Usage,
+)
 from wabaplane.store.tables import deliveries, disabled_endpoints, units
 
 Clock = Callable[[], float]
@@ -70,6 +78,8 @@ class NewUnit:
     tenant: str | None = None
     unroutable_reason: str | None = None
     targets: tuple[Target, ...] = ()
+    # What the unit means for the message log, applied in the same transaction when it is new.
+    logs: tuple[MessageRecord | StatusRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -266,6 +276,11 @@ class Store:
                     continue
                 stored += 1
                 new_keys.add(unit.dedupe_key)
+                for entry in unit.logs:
+                    if isinstance(entry, MessageRecord):
+                        messagelog.log_message(connection, entry, now)
+                    else:
+                        messagelog.apply_status(connection, entry, now)
                 queued += len(unit.targets)
                 outbox += [
                     {"id": "msg_" + uuid.uuid4().hex, "unit_id": unit_id, "target": target,
@@ -549,3 +564,55 @@ class Store:
             return len(ids)
 
         return await self.run(work)
+
+    # -- conversations, the message log, idempotency ----------------------------------------------
+
+    async def log_message(self, record: MessageRecord) -> bool:
+        return await self.run(functools.partial(messagelog.log_message, record=record, now=self.clock()))
+
+    async def last_inbound(self, conversation: str) -> float | None:
+        return await self.run(functools.partial(messagelog.last_inbound, conversation=conversation))
+
+    async def reached_since(self, phone_number_id: str, since: float) -> set[str]:
+        return await self.run(functools.partial(messagelog.reached_since, phone_number_id=phone_number_id,
+                                                since=since))  # fmt: skip
+
+    async def sent_since(self, namespace: str, tenant: str, since: float) -> int:
+        return await self.run(functools.partial(messagelog.sent_since, namespace=namespace, tenant=tenant,
+                                                since=since))  # fmt: skip
+
+    async def count_refusal(self, namespace: str, tenant: str, month: str, reason: str) -> None:
+        await self.run(functools.partial(messagelog.count_refusal, namespace=namespace, tenant=tenant, month=month,
+                                         reason=reason))  # fmt: skip
+
+    async def conversations(self, namespace: str, tenant: str, limit: int = 100,
+                            before: float | None = None) -> list[Conversation]:  # fmt: skip
+        return await self.run(functools.partial(messagelog.list_conversations, namespace=namespace, tenant=tenant,
+                                                limit=limit, before=before))  # fmt: skip
+
+    async def conversation(self, namespace: str, tenant: str, conversation: str) -> Conversation | None:
+        return await self.run(functools.partial(messagelog.get_conversation, namespace=namespace, tenant=tenant,
+                                                conversation=conversation))  # fmt: skip
+
+    async def conversation_messages(self, namespace: str, tenant: str, conversation: str,
+                                    limit: int = 500) -> list[Message]:  # fmt: skip
+        return await self.run(functools.partial(messagelog.conversation_messages, namespace=namespace,
+                                                tenant=tenant, conversation=conversation, limit=limit))  # fmt: skip
+
+    async def message(self, namespace: str, tenant: str, message_id: str) -> Message | None:
+        return await self.run(functools.partial(messagelog.get_message, namespace=namespace, tenant=tenant,
+                                                message_id=message_id))  # fmt: skip
+
+    async def usage(self, namespace: str, tenant: str, month: str, start: float, end: float) -> Usage:
+        return await self.run(functools.partial(messagelog.usage, namespace=namespace, tenant=tenant, month=month,
+                                                start=start, end=end))  # fmt: skip
+
+    async def remember_key(self, namespace: str, tenant: str, key: str, request_hash: str,
+                           ttl: float = 86400.0) -> Remembered | None:  # fmt: skip
+        return await self.run(functools.partial(messagelog.remember_key, namespace=namespace, tenant=tenant,
+                                                key=key, request_hash=request_hash, now=self.clock(), ttl=ttl))  # fmt: skip
+
+    async def settle_key(self, namespace: str, tenant: str, key: str, status: int | None,
+                         response: str | None) -> None:  # fmt: skip
+        await self.run(functools.partial(messagelog.settle_key, namespace=namespace, tenant=tenant, key=key,
+                                         status=status, response=response))  # fmt: skip

@@ -84,3 +84,73 @@ disabled_endpoints = Table(
     Column("disabled_at", Float, nullable=False),
     Column("reason", Text, nullable=False),
 )
+
+# -- the send side (migration 2) ------------------------------------------------------------------
+
+# The thread between one business number and one customer, per tenant; the id is derived from
+# those four, so every replica names a conversation the same way without asking the database.
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", String(48), primary_key=True),
+    Column("namespace", String(253), nullable=False),
+    Column("tenant", String(253), nullable=False),
+    Column("phone_number_id", String(64), nullable=False),
+    Column("customer", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_inbound_at", Float, nullable=True),
+    Column("last_message_at", Float, nullable=False),
+    Index("conversations_by_tenant", "namespace", "tenant", "last_message_at"),
+)
+
+# Every message in and out, with its latest status (never moving backwards).
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("conversation_id", String(48), nullable=False),
+    Column("namespace", String(253), nullable=False),
+    Column("tenant", String(253), nullable=False),
+    Column("phone_number_id", String(64), nullable=False),
+    Column("customer", String(64), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("category", String(32), nullable=True),
+    Column("business_initiated", Integer, nullable=False, default=0),
+    Column("template", String(600), nullable=True),
+    Column("context_id", String(200), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("status_rank", Integer, nullable=False),
+    Column("error_code", Integer, nullable=True),
+    Column("error_title", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("body", Text, nullable=False),
+    Index("messages_by_conversation", "conversation_id", "created_at"),
+    Index("messages_by_tenant", "namespace", "tenant", "created_at"),
+    Index("messages_reach", "phone_number_id", "business_initiated", "created_at"),
+)
+
+# Idempotency-Key memory of the send API, shared by every replica.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("namespace", String(253), primary_key=True),
+    Column("tenant", String(253), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", Integer, nullable=True),
+    Column("response", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
+# Sends the gateway refused, counted per tenant, month and reason (for usage).
+refusals = Table(
+    "refusals",
+    metadata,
+    Column("namespace", String(253), primary_key=True),
+    Column("tenant", String(253), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("reason", String(64), primary_key=True),
+    Column("count", Integer, nullable=False),
+)
