@@ -270,6 +270,8 @@ def _durations(_: click.Context, __: click.Parameter, value: str | None) -> tupl
 @click.option(
     "--kubeconfig", envvar="KUBECONFIG", default=None, help="Kubeconfig; in-cluster config without it."
 )
+@click.option("--graph-url", envvar="WABAPLANE_GRAPH_URL", default="https://graph.facebook.com", show_default=True,
+              help="Meta's Graph API base URL (the emulator's URL in development).")  # fmt: skip
 @click.option(
     "--namespace", "-n", "namespaces", multiple=True, help="Watch only these namespaces (repeatable)."
 )
@@ -291,6 +293,7 @@ def gateway(
     management_token: str | None,
     admin_token: str | None,
     kubeconfig: str | None,
+    graph_url: str,
     namespaces: tuple[str, ...],
     allowed_cidrs: tuple[str, ...],
     allow_http: bool,
@@ -319,6 +322,7 @@ def gateway(
             management_token=SecretStr(management_token) if management_token else None,
             admin_token=SecretStr(admin_token) if admin_token else None,
             kubeconfig=kubeconfig,
+            graph_url=graph_url,
             namespaces=namespaces,
             allowed_cidrs=allowed_cidrs,
             allow_http=allow_http,

@@ -14,15 +14,24 @@ class SlidingWindow:
         self.seconds = seconds
         self.events: deque[float] = deque()
 
-    def try_acquire(self, now: float | None = None) -> float | None:
-        """Record an event and return None, or return the seconds until one is allowed."""
-        now = time.monotonic() if now is None else now
+    def wait(self, now: float) -> float | None:
+        """None when an event is allowed now, else the seconds until one is (records nothing)."""
         while self.events and self.events[0] <= now - self.seconds:
             self.events.popleft()
         if len(self.events) >= self.limit:
             return self.events[0] + self.seconds - now
-        self.events.append(now)
         return None
+
+    def take(self, now: float) -> None:
+        self.events.append(now)
+
+    def try_acquire(self, now: float | None = None) -> float | None:
+        """Record an event and return None, or return the seconds until one is allowed."""
+        now = time.monotonic() if now is None else now
+        wait = self.wait(now)
+        if wait is None:
+            self.take(now)
+        return wait
 
 
 class TokenBucket:
@@ -34,11 +43,18 @@ class TokenBucket:
         self.tokens = float(capacity)
         self.updated = time.monotonic()
 
+    def wait(self, now: float) -> float | None:
+        """None when a token is available now, else the seconds until one is (takes nothing)."""
+        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.updated) / self.refill_seconds)
+        self.updated = max(self.updated, now)
+        return None if self.tokens >= 1 else (1 - self.tokens) * self.refill_seconds
+
+    def take(self, now: float) -> None:
+        self.tokens -= 1
+
     def try_acquire(self, now: float | None = None) -> float | None:
         now = time.monotonic() if now is None else now
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) / self.refill_seconds)
-        self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return None
-        return (1 - self.tokens) * self.refill_seconds
+        wait = self.wait(now)
+        if wait is None:
+            self.take(now)
+        return wait

@@ -238,7 +238,7 @@ async def test_fuzzed_bodies_and_headers_never_give_5xx_nor_route(
     gateway = await gateway_factory(acme_view())
     for body in (json.dumps(payload).encode(), raw):
         signature = sign(body, APP_SECRET) if sign_it else header
-        headers = {"X-Hub-Signature-256": signature}
+        headers = {"X-Hub-Signature-256": signature.strip()}
         response = await gateway.client.post("/webhook", content=body, headers=headers)
         assert response.status_code in {200, 400, 401}, response.text
     assert await gateway.store.due_groups() == {}

@@ -35,6 +35,7 @@ from wabaplane.meta.envelope import (
     missing_parameter,
     not_found,
 )
+from wabaplane.meta.template_rules import body_parameter_count, header_parameter_count
 from wabaplane.ratelimit import SlidingWindow, TokenBucket
 
 MANAGEMENT = "whatsapp_business_management"
@@ -691,8 +692,8 @@ class Emulator:
         for component in content.get("components") or []:
             if isinstance(component, dict) and component.get("type") in {"body", "header", "BODY", "HEADER"}:
                 sent[str(component["type"]).upper()] = len(component.get("parameters") or [])
-        expected = {"BODY": tpl.body_parameter_count(template.components),
-                    "HEADER": tpl.header_parameter_count(template.components)}  # fmt: skip
+        expected = {"BODY": body_parameter_count(template.components),
+                    "HEADER": header_parameter_count(template.components)}  # fmt: skip
         for part, count in expected.items():
             if sent.get(part, 0) != count:
                 raise GraphError(

@@ -6,9 +6,12 @@ import re
 from typing import Any
 
 from wabaplane.meta.envelope import GraphError
+from wabaplane.meta.template_rules import (
+    PLACEHOLDER,
+    placeholders,
+)
 
 NAME = re.compile(r"^[a-z0-9_]{1,512}$")
-PLACEHOLDER = re.compile(r"\{\{([^{}]*)\}\}")
 CATEGORIES = {"MARKETING", "UTILITY", "AUTHENTICATION"}
 COMPONENT_TYPES = {"HEADER", "BODY", "FOOTER", "BUTTONS"}
 SPECIAL_CHARACTERS = re.compile(r"[#$%]")
@@ -39,10 +42,6 @@ def normalise_components(components: Any) -> list[dict[str, Any]]:
             copy["format"] = copy["format"].upper()
         normalised.append(copy)
     return normalised
-
-
-def placeholders(text: str) -> list[str]:
-    return PLACEHOLDER.findall(text)
 
 
 def check_creation(name: Any, category: Any, components: list[dict[str, Any]]) -> None:
@@ -116,20 +115,6 @@ def _has_examples(component: dict[str, Any], found: list[str], parameter_format:
         return len(example.get("header_text") or []) == len(set(found))
     body_text = example.get("body_text") or [[]]
     return bool(body_text) and len(body_text[0]) == len(set(found))
-
-
-def body_parameter_count(components: list[dict[str, Any]]) -> int:
-    for component in components:
-        if component["type"] == "BODY":
-            return len(set(placeholders(str(component.get("text", "")))))
-    return 0
-
-
-def header_parameter_count(components: list[dict[str, Any]]) -> int:
-    for component in components:
-        if component["type"] == "HEADER" and isinstance(component.get("text"), str):
-            return len(set(placeholders(component["text"])))
-    return 0
 
 
 def body_footer(components: list[dict[str, Any]]) -> tuple[str, str]:

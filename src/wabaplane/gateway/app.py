@@ -8,13 +8,15 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
+import httpx
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
-from wabaplane.gateway import ingest, keys, middlewares, tenant_api
+from wabaplane.gateway import ingest, keys, middlewares, sending, tenant_api
 from wabaplane.gateway.cluster import ClusterView, api_client, watch_cluster
 from wabaplane.gateway.delivery import Deliverer, tenant_label
+from wabaplane.gateway.limits import Limits
 from wabaplane.gateway.metrics import GatewayMetrics
 from wabaplane.gateway.settings import GatewaySettings
 from wabaplane.store import Store
@@ -48,6 +50,9 @@ def create_app(
         app.cleanup_ctx.append(_cluster_context)
     app.cleanup_ctx.append(_delivery_context)
     app.cleanup_ctx.append(_housekeeping_context)
+    app.cleanup_ctx.append(_graph_context)
+    app[keys.LIMITS] = Limits()
+    app[keys.SEND_SLOTS] = {}
     setup_routes(app)
     return app
 
@@ -63,6 +68,11 @@ def setup_routes(app: web.Application) -> None:
     router.add_get("/v1/dead-letters", tenant_api.list_dead_letters)
     router.add_post("/v1/endpoint/enable", tenant_api.enable_endpoint)
     router.add_get("/v1/admin/unroutable", tenant_api.list_unroutable)
+    router.add_post(r"/{version:v\d+\.\d+}/{phone_id:\d+}/messages", sending.send)
+    router.add_get("/v1/conversations", tenant_api.list_conversations)
+    router.add_get("/v1/conversations/{id}/messages", tenant_api.list_conversation_messages)
+    router.add_get("/v1/messages/{id}", tenant_api.get_message)
+    router.add_get("/v1/usage", tenant_api.get_usage)
     router.add_get("/metrics", metrics)
     router.add_get("/healthz", healthz)
     router.add_get("/readyz", readyz)
@@ -103,6 +113,13 @@ async def _delivery_context(app: web.Application) -> AsyncIterator[None]:
     deliverer.stop()
     await task
     await deliverer.close()
+
+
+async def _graph_context(app: web.Application) -> AsyncIterator[None]:
+    # No retries here: a send is forwarded once, so Meta never sends it twice.
+    async with httpx.AsyncClient(timeout=app[keys.SETTINGS].meta_timeout) as client:
+        app[keys.GRAPH] = client
+        yield
 
 
 async def _housekeeping_context(app: web.Application) -> AsyncIterator[None]:

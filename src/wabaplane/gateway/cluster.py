@@ -24,7 +24,8 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
 from wabaplane.api.common import GROUP, VERSION
-from wabaplane.gateway.routing import NumberInfo, Snapshot, TenantInfo, digits
+from wabaplane.gateway.routing import NumberInfo, Snapshot, TemplateInfo, TenantInfo, digits, language_key
+from wabaplane.meta.template_rules import body_parameter_count, header_parameter_count
 
 logger = logging.getLogger("wabaplane.gateway.cluster")
 SECRET_SELECTOR = "wabaplane.io/secret-type in (api-key,webhook-secret,token)"  # noqa: S105 - a label selector
@@ -77,6 +78,23 @@ def number_info(obj: dict[str, Any]) -> NumberInfo:
         ready=_condition(obj, "Ready"),
         conflict=_condition(obj, "Conflict"),
         created=str(obj["metadata"].get("creationTimestamp", "")),
+        throughput_level=(obj.get("status") or {}).get("throughputLevel"),
+        messaging_limit=(obj.get("status") or {}).get("messagingLimit"),
+    )
+
+
+def template_info(obj: dict[str, Any]) -> TemplateInfo:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    components = spec.get("components") or []
+    return TemplateInfo(
+        namespace=obj["metadata"]["namespace"],
+        tenant=str((spec.get("tenantRef") or {}).get("name", "")),
+        name=str(spec.get("name", "")),
+        language=language_key(str(spec.get("language", ""))),
+        status=status.get("templateStatus"),
+        category=status.get("category") or spec.get("category"),
+        body_parameters=body_parameter_count(components),
+        header_parameters=header_parameter_count(components),
     )
 
 
@@ -141,7 +159,11 @@ class ClusterView:
     def _rebuild(self) -> None:
         tenants = {key: tenant_info(obj) for key, obj in self.objects["tenants"].items()}
         numbers = {key: number_info(obj) for key, obj in self.objects["phonenumbers"].items()}
-        self.snapshot = Snapshot(tenants, numbers)
+        templates = {}
+        for obj in self.objects["messagetemplates"].values():
+            info = template_info(obj)
+            templates[(info.namespace, info.tenant, info.name, info.language)] = info
+        self.snapshot = Snapshot(tenants, numbers, templates)
         api_keys: dict[str, Key] = {}
         for key, tenant in self.objects["tenants"].items():
             for value in self._secret_values(key, tenant, "apiKeySecretName", "api-key"):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
+import httpx
 from aiohttp import web
 
 from wabaplane.gateway.cluster import ClusterView
 from wabaplane.gateway.delivery import Deliverer
+from wabaplane.gateway.limits import Limits
 from wabaplane.gateway.metrics import GatewayMetrics
 from wabaplane.gateway.settings import GatewaySettings
 from wabaplane.store import Store
@@ -19,3 +22,6 @@ METRICS = web.AppKey("metrics", GatewayMetrics)
 DELIVERER = web.AppKey("deliverer", Deliverer)
 Clock = Callable[[], float]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+LIMITS = web.AppKey("limits", Limits)
+GRAPH = web.AppKey("graph", httpx.AsyncClient)
+SEND_SLOTS: web.AppKey[dict[tuple[str, str], asyncio.Semaphore]] = web.AppKey("send_slots")

@@ -43,6 +43,14 @@ class GatewayMetrics:
                                   ["tenant"], registry=r)  # fmt: skip
         self.held = Gauge("wabaplane_gateway_deliveries_held", "Due deliveries held (suspended tenant, disabled "
                           "endpoint, missing secret)", ["tenant", "reason"], registry=r)  # fmt: skip
+        self.sends = Counter("wabaplane_gateway_sends_total", "Sends forwarded to Meta by tenant and type",
+                             ["tenant", "type"], registry=r)  # fmt: skip
+        self.refusals = Counter("wabaplane_gateway_send_refusals_total", "Sends the gateway refused, by reason",
+                                ["tenant", "reason"], registry=r)  # fmt: skip
+        self.meta_errors = Counter("wabaplane_gateway_meta_errors_total", "Errors Meta answered to sends, by code",
+                                   ["tenant", "code"], registry=r)  # fmt: skip
+        self.send_seconds = Histogram("wabaplane_gateway_send_seconds", "Time Meta took to answer a send",
+                                      ["tenant"], buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def child(self, metric: Any, *values: str) -> Any:

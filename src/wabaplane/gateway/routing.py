@@ -70,10 +70,29 @@ class NumberInfo:
     ready: bool
     conflict: bool
     created: str
+    throughput_level: str | None = None
+    messaging_limit: str | None = None
 
     @property
     def routable(self) -> bool:
         return self.ready and not self.conflict
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    namespace: str
+    tenant: str
+    name: str
+    language: str
+    status: str | None
+    category: str | None
+    body_parameters: int
+    header_parameters: int
+
+
+def language_key(code: str) -> str:
+    """Meta writes en_US and en-US; templates are compared on one spelling."""
+    return code.replace("-", "_").lower()
 
 
 @dataclass(frozen=True)
@@ -94,6 +113,8 @@ class Snapshot:
 
     tenants: dict[tuple[str, str], TenantInfo] = field(default_factory=dict)
     numbers: dict[tuple[str, str], NumberInfo] = field(default_factory=dict)
+    # (namespace, tenant, name, language_key) -> template
+    templates: dict[tuple[str, str, str, str], TemplateInfo] = field(default_factory=dict)
     by_waba: dict[str, list[TenantInfo]] = field(init=False)
     by_phone_id: dict[str, list[NumberInfo]] = field(init=False)
 

@@ -58,6 +58,10 @@ class GatewaySettings(BaseModel):
     poll_interval: float = 1.0
     stats_interval: float = 5.0
     admin_token: SecretStr | None = None
+    graph_url: str = Field(
+        default="https://graph.facebook.com", description="Meta's Graph API (or the emulator)."
+    )
+    meta_timeout: float = 30.0
 
     @field_validator("retry_schedule")
     @classmethod

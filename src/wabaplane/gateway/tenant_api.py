@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hmac
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast, get_args
 
 from aiohttp import web
 
 from wabaplane.gateway import keys
 from wabaplane.gateway.cluster import Key
-from wabaplane.store import Delivery, State
+from wabaplane.store import Conversation, Delivery, Message, State
+
+WINDOW_SECONDS = 24 * 3600.0
 
 MAX_PAGE = 500
 
@@ -201,3 +203,83 @@ async def list_unroutable(request: web.Request) -> web.Response:
     found = await request.app[keys.STORE].unroutable(limit, after)
     return web.json_response({"data": [{"id": u.id, "receivedAt": _iso(u.received_at), "field": u.field,
                                         "entryId": u.entry_id, "reason": u.reason} for u in found]})  # fmt: skip
+
+
+def _conversation(found: Conversation, now: float) -> dict[str, Any]:
+    open_until = found.last_inbound_at + WINDOW_SECONDS if found.last_inbound_at is not None else None
+    return {
+        "id": found.id,
+        "phoneNumberId": found.phone_number_id,
+        "customer": found.customer,
+        "createdAt": _iso(found.created_at),
+        "lastMessageAt": _iso(found.last_message_at),
+        "lastInboundAt": _iso(found.last_inbound_at),
+        "window": {"open": open_until is not None and now < open_until,
+                   "openUntil": _iso(open_until) if open_until is not None and now < open_until else None},
+    }  # fmt: skip
+
+
+def _message(found: Message) -> dict[str, Any]:
+    return {
+        "id": found.id,
+        "conversationId": found.conversation_id,
+        "direction": found.direction,
+        "type": found.type,
+        "category": found.category,
+        "template": found.template,
+        "status": found.status,
+        "error": {"code": found.error_code, "title": found.error_title}
+        if found.error_code is not None
+        else None,
+        "replyTo": found.context_id,
+        "createdAt": _iso(found.created_at),
+        "updatedAt": _iso(found.updated_at),
+        "message": json.loads(found.body),
+    }
+
+
+@tenant_route
+async def list_conversations(request: web.Request, tenant: Key) -> web.Response:
+    limit = _int("limit", request.query.get("limit"), 100, 1, MAX_PAGE) or 100
+    before = _time("before", request.query.get("before"))
+    found = await request.app[keys.STORE].conversations(*tenant, limit=limit, before=before)
+    now = request.app[keys.CLOCK]()
+    page: dict[str, Any] = {"data": [_conversation(c, now) for c in found]}
+    if len(found) == limit:
+        page["next"] = str(found[-1].last_message_at)
+    return web.json_response(page)
+
+
+@tenant_route
+async def list_conversation_messages(request: web.Request, tenant: Key) -> web.Response:
+    store = request.app[keys.STORE]
+    conversation = request.match_info["id"]
+    if await store.conversation(*tenant, conversation) is None:
+        return error(404, "not_found", "no such conversation")
+    found = await store.conversation_messages(*tenant, conversation)
+    return web.json_response({"data": [_message(m) for m in found]})
+
+
+@tenant_route
+async def get_message(request: web.Request, tenant: Key) -> web.Response:
+    found = await request.app[keys.STORE].message(*tenant, request.match_info["id"])
+    if found is None:
+        return error(404, "not_found", "no such message")
+    return web.json_response(_message(found))
+
+
+@tenant_route
+async def get_usage(request: web.Request, tenant: Key) -> web.Response:
+    month = request.query.get("month") or datetime.now(UTC).strftime("%Y-%m")
+    try:
+        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+    except ValueError:
+        raise BadRequest(f"month must look like 2026-11, got {month!r}") from None
+    end = (
+        start.replace(year=start.year + 1, month=1)
+        if start.month == 12
+        else start.replace(month=start.month + 1)
+    )
+    usage = await request.app[keys.STORE].usage(*tenant, month, start.timestamp(), end.timestamp())
+    return web.json_response({"month": month, "messages": usage.messages, "inbound": usage.inbound,
+                              "conversations": usage.conversations, "refusals": usage.refusals})  # fmt: skip
