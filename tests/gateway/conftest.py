@@ -32,9 +32,9 @@ CREATED = "2026-01-01T00:00:00Z"
 
 def tenant_obj(namespace: str, name: str, waba: str, url: str | None, *, fields: list[str] | None = None,
                proven: bool = True, suspended: bool = False, created: str = CREATED,
-               max_in_flight: int = 10) -> dict[str, Any]:  # fmt: skip
+               max_in_flight: int = 10, quotas: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     spec: dict[str, Any] = {"displayName": name, "wabaId": waba, "suspended": suspended,
-                            "quotas": {"maxInFlightDeliveries": max_in_flight}}  # fmt: skip
+                            "quotas": {"maxInFlightDeliveries": max_in_flight, **(quotas or {})}}  # fmt: skip
     if url:
         spec["webhook"] = {"url": url, "fields": fields or ["messages"]}
     return {
@@ -214,8 +214,8 @@ class Gateway:
 async def gateway_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
     started: list[Gateway] = []
 
-    async def start(view: ClusterView, **overrides: Any) -> Gateway:
-        app = create_app(gateway_settings(tmp_path, **overrides), view=view)
+    async def start(view: ClusterView, clock: Callable[[], float] = time.time, **overrides: Any) -> Gateway:
+        app = create_app(gateway_settings(tmp_path, **overrides), view=view, clock=clock)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         client = httpx.AsyncClient(base_url=str(server.make_url("")), timeout=10)
