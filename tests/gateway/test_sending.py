@@ -84,6 +84,8 @@ class Stack:
             )
 
         await eventually(window_open, what="the inbound message to open the window")
+        # The gateway's clock is the test's; Meta's timestamps are real: keep the two in step.
+        self.clock.now = max(self.clock.now, time.time() + 1)
 
 
 def template_obj(namespace: str, tenant: str, template: dict[str, Any], status: str) -> dict[str, Any]:
@@ -190,6 +192,169 @@ async def test_a_third_party_sdk_sends_through_the_gateway_and_gets_statuses_bac
         wa.webhook_update_handler(hit.body)
     assert {s.id for s in statuses} >= {text.id}
     assert {str(s.status.value).lower() for s in statuses if s.id == text.id} == {"sent", "delivered", "read"}
-    logged = (await stack.gateway.client.get(f"/v1/messages/{text.id}", headers=stack.auth())).json()
+    fetched = await stack.gateway.client.get(f"/v1/messages/{text.id}", headers=stack.auth())
+    logged = fetched.json()
+    assert fetched.status_code == 200, logged
     assert (logged["direction"], logged["status"], logged["category"]) == ("outbound", "read", "service")
     assert stack.acme.hits[-1].headers["X-Wabaplane-Conversation-Id"] == logged["conversationId"]
+
+
+async def test_free_text_outside_the_window_is_refused_before_meta_sees_it(stack: Stack) -> None:
+    before = len(stack.emulator.world.messages)
+    refused = await stack.send({"to": CUSTOMER, "type": "text", "text": {"body": "hello?"}})
+    assert refused.status_code == 400
+    error = error_of(refused)
+    assert error["code"] == 131047
+    assert "wabaplane gateway refused the send" in error["message"]
+    assert "only an approved template may be sent" in error["error_data"]["details"]
+    assert len(stack.emulator.world.messages) == before
+    assert (await stack.send(template_send())).status_code == 200, "a template is allowed outside the window"
+    await stack.customer_writes()
+    assert (await stack.send({"to": CUSTOMER, "type": "text", "text": {"body": "now ok"}})).status_code == 200
+    stack.clock.now += 24 * 3600 + 1
+    assert (
+        error_of(await stack.send({"to": CUSTOMER, "type": "text", "text": {"body": "late"}}))["code"]
+        == 131047
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "details"),
+    [
+        (template_send("nope"), 132001, "template nope in en_US does not exist for this tenant"),
+        (template_send("promo"), 132001, "template promo in en_US is PENDING, not APPROVED"),
+        (template_send(parameters=1), 132000, "template order_update expects 2 body parameters, got 1"),
+    ],
+)
+async def test_templates_must_exist_be_approved_and_get_their_parameters(
+    stack: Stack, body: dict[str, Any], code: int, details: str
+) -> None:
+    before = len(stack.emulator.world.messages)
+    refused = await stack.send(body)
+    assert error_of(refused)["code"] == code
+    assert details in error_of(refused)["error_data"]["details"]
+    assert len(stack.emulator.world.messages) == before
+
+
+async def test_another_tenants_number_answers_like_a_number_that_does_not_exist(stack: Stack) -> None:
+    theirs = await stack.send(template_send(), phone=GLOBEX_PHONE)
+    nobody = await stack.send(template_send(), phone="109999999999999")
+    assert theirs.status_code == nobody.status_code == 400
+    strip = lambda e: {k: v for k, v in e.items() if k != "fbtrace_id"}  # noqa: E731
+    assert strip(error_of(theirs)) == strip(error_of(nobody)) | {
+        "message": error_of(theirs)["message"], "error_data": error_of(theirs)["error_data"]}  # fmt: skip
+    assert error_of(theirs)["message"] == error_of(nobody)["message"].replace("109999999999999", GLOBEX_PHONE)
+    assert error_of(theirs)["code"] == 100
+    assert error_of(theirs)["error_subcode"] == 33
+    unknown_key = await stack.send(template_send(), key="wpk_nobody")
+    assert (unknown_key.status_code, error_of(unknown_key)["code"]) == (401, 190)
+
+
+async def test_a_tenant_sees_only_its_own_messages_conversations_and_usage(stack: Stack) -> None:
+    await stack.customer_writes(GLOBEX_PHONE, "447700900123")
+    sent = await stack.send({"to": "447700900123", "type": "text", "text": {"body": "hi"}}, key=GLOBEX_KEY,
+                            phone=GLOBEX_PHONE)  # fmt: skip
+    message_id = sent.json()["messages"][0]["id"]
+    client = stack.gateway.client
+    assert (await client.get(f"/v1/messages/{message_id}", headers=stack.auth(GLOBEX_KEY))).status_code == 200
+    assert (await client.get(f"/v1/messages/{message_id}", headers=stack.auth())).status_code == 404
+    conversations = (await client.get("/v1/conversations", headers=stack.auth(GLOBEX_KEY))).json()["data"]
+    [conversation] = conversations
+    assert conversation["window"]["open"] is True
+    assert (
+        await client.get(f"/v1/conversations/{conversation['id']}/messages", headers=stack.auth())
+    ).status_code == 404
+    thread = (
+        await client.get(f"/v1/conversations/{conversation['id']}/messages", headers=stack.auth(GLOBEX_KEY))
+    ).json()
+    assert [m["direction"] for m in thread["data"]] == ["inbound", "outbound"]
+    assert (await client.get("/v1/conversations", headers=stack.auth())).json()["data"] == []
+    month = time.strftime("%Y-%m", time.gmtime(stack.clock.now))
+    mine = (await client.get(f"/v1/usage?month={month}", headers=stack.auth())).json()
+    assert (mine["messages"], mine["inbound"], mine["conversations"]) == ({}, 0, 0)
+    theirs = (await client.get(f"/v1/usage?month={month}", headers=stack.auth(GLOBEX_KEY))).json()
+    assert theirs["inbound"] == 1
+    assert sum(theirs["messages"]["service"].values()) == 1
+    assert (await client.get("/v1/usage?month=2026-13", headers=stack.auth())).status_code == 400
+
+
+async def test_an_idempotency_key_returns_the_first_result_and_never_sends_twice(stack: Stack) -> None:
+    key = {"Idempotency-Key": "order-A-1-shipped"}
+    first = await stack.send(template_send(), headers=key)
+    again = await stack.send(template_send(), headers=key)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    sent_ids = [
+        m
+        for m in stack.emulator.world.messages.values()
+        if m.body.get("template", {}).get("name") == "order_update"
+    ]
+    assert len(sent_ids) == 1
+    different = await stack.send(template_send(to="15551239999"), headers=key)
+    assert different.status_code == 422
+    # A refused request is not remembered: fixing it and retrying with the same key sends it.
+    fixed_key = {"Idempotency-Key": "retry-after-fix"}
+    assert (await stack.send(template_send(parameters=1), headers=fixed_key)).status_code == 400
+    assert (await stack.send(template_send(parameters=1), headers=fixed_key)).status_code == 400
+
+
+async def test_the_tenant_quota_refuses_with_its_own_code_and_recovers_with_time(
+    stack: Stack, gateway_factory: GatewayFactory
+) -> None:
+    view = stack.gateway.view
+    view.load("tenants", [tenant_obj("team-a", "acme", ACME_WABA, stack.acme.url,
+                                     quotas={"messagesPerSecond": 2, "burst": 3})])  # fmt: skip
+    results = [await stack.send(template_send(to=f"1555000{i:04d}")) for i in range(4)]
+    assert [r.status_code for r in results] == [200, 200, 200, 429]
+    assert error_of(results[3])["code"] == 4290001
+    assert (
+        "the tenant's quota of 2 messages per second (burst 3) is used up" in error_of(results[3])["message"]
+    )
+    assert results[3].headers["Retry-After"] == "1"
+    stack.clock.now += 0.5
+    assert passed_gateway(await stack.send(template_send(to="15550009999")))
+    usage = (await stack.gateway.client.get("/v1/usage", headers=stack.auth())).json()
+    assert usage["refusals"] == {"tenant_quota": 1}
+
+
+def passed_gateway(response: httpx.Response) -> bool:
+    """The gateway forwarded it (Meta answered), whatever Meta said.
+
+    The gateway's clock is moved by the test; the emulator's limits run on real time, so after a
+    jump of the gateway's clock only the gateway's decision is asserted.
+    """
+    return response.headers.get("X-Wabaplane-Source") == "meta"
+
+
+async def test_meta_limits_refuse_exactly_at_the_limit(stack: Stack) -> None:
+    # Pair rate: a burst of 45 to one customer, then one every 6 s.
+    pair = [await stack.send(template_send()) for _ in range(46)]
+    assert [r.status_code for r in pair].count(200) == 45
+    assert error_of(pair[-1])["code"] == 131056
+    assert not passed_gateway(pair[-1])
+    stack.clock.now += 5.0
+    assert error_of(await stack.send(template_send()))["code"] == 131056
+    stack.clock.now += 1.0
+    assert passed_gateway(await stack.send(template_send()))
+    # Throughput: 80 messages per second per number, to different customers.
+    stack.clock.now += 1.0
+    burst = [await stack.send(template_send(to=f"1444{i:07d}")) for i in range(81)]
+    assert [passed_gateway(r) for r in burst].count(True) == 80
+    assert error_of(burst[-1])["code"] == 130429
+    assert burst[-1].headers["Retry-After"] == "1"
+    stack.clock.now += 1.0
+    assert passed_gateway(await stack.send(template_send(to="14440009999")))
+
+
+async def test_the_messaging_limit_counts_customers_reached_outside_the_window(stack: Stack) -> None:
+    view = stack.gateway.view
+    number = number_obj("team-a", "support", "acme", ACME_SUPPORT, "15550100001")
+    number["status"]["messagingLimit"] = "TIER_50"
+    view.load("phonenumbers", [number, number_obj("team-b", "main", "globex", GLOBEX_PHONE, "442079460958")])
+    results = [await stack.send(template_send(to=f"1333{i:07d}")) for i in range(51)]
+    assert [r.status_code for r in results].count(200) == 50
+    assert error_of(results[-1])["code"] == 4290003
+    assert (await stack.send(template_send(to="13330000000"))).status_code == 200, (
+        "a customer already reached"
+    )

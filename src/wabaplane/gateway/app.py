@@ -71,7 +71,8 @@ def setup_routes(app: web.Application) -> None:
     router.add_post(r"/{version:v\d+\.\d+}/{phone_id:\d+}/messages", sending.send)
     router.add_get("/v1/conversations", tenant_api.list_conversations)
     router.add_get("/v1/conversations/{id}/messages", tenant_api.list_conversation_messages)
-    router.add_get("/v1/messages/{id}", tenant_api.get_message)
+    # Message ids (wamid.<base64>) may contain "/".
+    router.add_get("/v1/messages/{id:.+}", tenant_api.get_message)
     router.add_get("/v1/usage", tenant_api.get_usage)
     router.add_get("/metrics", metrics)
     router.add_get("/healthz", healthz)
