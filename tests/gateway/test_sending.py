@@ -177,7 +177,7 @@ async def test_a_third_party_sdk_sends_through_the_gateway_and_gets_statuses_bac
         template = await asyncio.to_thread(wa.send_template, to=CUSTOMER, name="order_update",
                                            language=TemplateLanguage.ENGLISH_US, params=[body])  # fmt: skip
     finally:
-        session.close()
+        await asyncio.to_thread(session.close)
     assert text.id in stack.emulator.world.messages
     assert stack.emulator.world.messages[template.id].body["template"]["name"] == "order_update"
 
@@ -333,17 +333,23 @@ async def test_meta_limits_refuse_exactly_at_the_limit(stack: Stack) -> None:
     assert [r.status_code for r in pair].count(200) == 45
     assert error_of(pair[-1])["code"] == 131056
     assert not passed_gateway(pair[-1])
-    stack.clock.now += 5.0
-    assert error_of(await stack.send(template_send()))["code"] == 131056
-    stack.clock.now += 1.0
+    stack.clock.now += 6.0
+    assert error_of(await stack.send(template_send()))["code"] == 131056, (
+        "Meta's 6 s plus the gateway's margin"
+    )
+    stack.clock.now += 0.4
     assert passed_gateway(await stack.send(template_send()))
     # Throughput: 80 messages per second per number, to different customers.
-    stack.clock.now += 1.0
+    stack.clock.now += 1.3
     burst = [await stack.send(template_send(to=f"1444{i:07d}")) for i in range(81)]
     assert [passed_gateway(r) for r in burst].count(True) == 80
     assert error_of(burst[-1])["code"] == 130429
     assert burst[-1].headers["Retry-After"] == "1"
     stack.clock.now += 1.0
+    assert error_of(await stack.send(template_send(to="14440009998")))["code"] == 130429, (
+        "1 s plus the margin"
+    )
+    stack.clock.now += 0.2
     assert passed_gateway(await stack.send(template_send(to="14440009999")))
 
 
@@ -358,3 +364,63 @@ async def test_the_messaging_limit_counts_customers_reached_outside_the_window(s
     assert (await stack.send(template_send(to="13330000000"))).status_code == 200, (
         "a customer already reached"
     )
+
+
+async def test_twenty_tenants_bursting_at_once_never_get_meta_rate_errors(
+    gateway_factory: GatewayFactory, receivers: Receivers
+) -> None:
+    """Real time throughout: the gateway's limits, then the emulator's, both on the wall clock."""
+    count = 20
+    businesses, tokens, tenants, numbers, secrets = [], [], [], [], []
+    for i in range(count):
+        waba, phone, token = str(201000000000000 + i), str(301000000000000 + i), f"EAAburst-{i}"
+        businesses.append({"id": str(501000000000000 + i), "name": f"B{i}", "wabas": [{
+            "id": waba, "name": f"W{i}", "subscribed": True,
+            "phone_numbers": [{"id": phone, "display_phone_number": f"+1 555-020-{i:04d}", "verified_name": f"B{i}",
+                               "registered": True}]}]})  # fmt: skip
+        tokens.append({"value": token, "wabas": [waba]})
+        tenants.append(
+            tenant_obj(f"ns-{i}", f"t{i}", waba, None, quotas={"messagesPerSecond": 1000, "burst": 1000})
+        )
+        numbers.append(number_obj(f"ns-{i}", "n", f"t{i}", phone, f"1555020{i:04d}"))
+        secrets += [*tenant_secrets(f"ns-{i}", f"t{i}", f"wpk_burst_{i}", webhook_secret_for(f"t{i}")),
+                    secret_obj(f"ns-{i}", f"t{i}-meta-token", {"token": token})]  # fmt: skip
+    settings = EmulatorSettings(
+        app_secret=APP_SECRET, verify_token=VERIFY_TOKEN, template_review_seconds=3600
+    )
+    app = create_emulator(settings, Seed.model_validate({"businesses": businesses, "tokens": tokens}))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        emulator_url = str(server.make_url("")).rstrip("/")
+        view = make_view(tenants, numbers, secrets)
+        view.load(
+            "messagetemplates",
+            [template_obj(f"ns-{i}", f"t{i}", ORDER_TEMPLATE, "APPROVED") for i in range(count)],
+        )
+        for i in range(count):
+            await approve_in_emulator(emulator_url, str(201000000000000 + i), f"EAAburst-{i}", ORDER_TEMPLATE)
+        gateway = await gateway_factory(view, graph_url=emulator_url)
+        client = httpx.AsyncClient(base_url=str(gateway.server.make_url("")), timeout=httpx.Timeout(30, pool=None),
+                                   limits=httpx.Limits(max_connections=64))  # fmt: skip
+
+        async def burst(i: int) -> list[httpx.Response]:
+            phone, auth = str(301000000000000 + i), {"Authorization": f"Bearer wpk_burst_{i}"}
+            bodies = [template_send(to="15559990000") for _ in range(50)]
+            return list(await asyncio.gather(*(
+                client.post(f"/v25.0/{phone}/messages", json={"messaging_product": "whatsapp", **body}, headers=auth)
+                for body in bodies)))  # fmt: skip
+
+        try:
+            results = [r for batch in await asyncio.gather(*(burst(i) for i in range(count))) for r in batch]
+        finally:
+            await client.aclose()
+        from_meta = [r for r in results if r.headers.get("X-Wabaplane-Source") == "meta"]
+        meta_codes = {error_of(r)["code"] for r in from_meta if r.status_code != 200}
+        assert not meta_codes & {130429, 131056}, meta_codes
+        refused = [error_of(r)["code"] for r in results if r.headers.get("X-Wabaplane-Source") != "meta"]
+        assert set(refused) <= {130429, 131056}
+        assert 131056 in refused, "the bursts reached the pair rate, and the gateway refused the excess"
+        assert len(from_meta) >= count * 45
+    finally:
+        await server.close()

@@ -16,6 +16,11 @@ STANDARD_MPS = 80
 HIGH_MPS = 1000
 PAIR_BURST = 45
 PAIR_REFILL_SECONDS = 6.0
+# Meta counts arrivals, the gateway counts admissions; the network's jitter between the two could
+# put one more message into one of Meta's windows than the gateway saw in its own. The margins
+# absorb it, so Meta's limits are never exceeded (at the cost of a little throughput).
+WINDOW_MARGIN_SECONDS = 0.2
+REFILL_MARGIN = 1.05
 # Codes of the gateway's own refusals (Meta has none for these), in Meta's error envelope.
 TENANT_QUOTA_CODE = 4290001
 MONTHLY_CAP_CODE = 4290002
@@ -67,14 +72,16 @@ class Limits:
 
     def _number_window(self, number: NumberInfo) -> SlidingWindow:
         limit = HIGH_MPS if number.throughput_level == "HIGH" else STANDARD_MPS
-        window = self.numbers.setdefault(number.phone_number_id, SlidingWindow(limit, 1.0))
+        window = self.numbers.setdefault(
+            number.phone_number_id, SlidingWindow(limit, 1.0 + WINDOW_MARGIN_SECONDS)
+        )
         window.limit = limit
         return window
 
     def _pair_bucket(self, number: NumberInfo, customer: str, now: float) -> TokenBucket:
         key = (number.phone_number_id, customer)
         if key not in self.pairs:
-            bucket = TokenBucket(PAIR_BURST, PAIR_REFILL_SECONDS)
+            bucket = TokenBucket(PAIR_BURST, PAIR_REFILL_SECONDS * REFILL_MARGIN)
             bucket.updated = now
             self.pairs[key] = bucket
         return self.pairs[key]
