@@ -187,3 +187,19 @@ async def test_disabled_endpoints_are_remembered_until_enabled(store: Store) -> 
     }
     assert await store.enable_endpoint("team-a", "acme") == 1
     assert await store.disabled_endpoints() == {}
+
+
+async def test_idempotency_keys_are_remembered_for_their_ttl_then_forgotten(
+    store: Store, clock: FakeClock
+) -> None:
+    assert await store.remember_key("team-a", "acme", "k1", "hash-1") is None
+    await store.settle_key("team-a", "acme", "k1", 200, '{"ok": true}')
+    remembered = await store.remember_key("team-a", "acme", "k1", "hash-1")
+    assert remembered is not None
+    assert (remembered.status, remembered.response) == (200, '{"ok": true}')
+    assert await store.remember_key("team-b", "acme", "k1", "hash-1") is None, "keys are per tenant"
+    clock.now += 86401
+    assert (
+        await store.purge_message_log(message_retention_seconds=400 * 86400, idempotency_seconds=86400) == 2
+    )
+    assert await store.remember_key("team-a", "acme", "k1", "hash-2") is None

@@ -147,6 +147,8 @@ async def _housekeeping(app: web.Application, stopping: asyncio.Event) -> None:
             app[keys.DELIVERER].disabled = await store.disabled_endpoints()
             if time.monotonic() - last_purge > 3600:
                 purged = await store.purge(settings.retention_seconds, settings.dead_retention_seconds)
+                purged += await store.purge_message_log(settings.message_retention_seconds,
+                                                        settings.idempotency_seconds)  # fmt: skip
                 last_purge = time.monotonic()
                 if purged:
                     logger.info("purged %d units past their retention", purged)

@@ -97,7 +97,8 @@ async def send(request: web.Request) -> web.Response:
                 GraphError(code=100, details="Idempotency-Key must have 1 to 255 characters"), 400
             )
         request_hash = hashlib.sha256(json.dumps([phone_id, body], sort_keys=True).encode()).hexdigest()
-        earlier = await store.remember_key(*tenant_key, idempotency_key, request_hash)
+        earlier = await store.remember_key(*tenant_key, idempotency_key, request_hash,
+                                           app[keys.SETTINGS].idempotency_seconds)  # fmt: skip
         if earlier is not None:
             if earlier.request_hash != request_hash:
                 return meta_error(GraphError(code=100, details="this Idempotency-Key was used with a different "

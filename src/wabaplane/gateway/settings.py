@@ -55,6 +55,9 @@ class GatewaySettings(BaseModel):
     allow_http: bool = False
     retention_seconds: float = 8 * 86400.0
     dead_retention_seconds: float = 30 * 86400.0
+    # Usage is reported per month: keep a year of messages and conversations.
+    message_retention_seconds: float = 400 * 86400.0
+    idempotency_seconds: float = 86400.0
     poll_interval: float = 1.0
     stats_interval: float = 5.0
     admin_token: SecretStr | None = None

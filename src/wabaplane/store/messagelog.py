@@ -295,3 +295,16 @@ def settle_key(connection: Connection, namespace: str, tenant: str, key: str, st
         connection.execute(idempotency_keys.delete().where(*where))
     else:
         connection.execute(update(idempotency_keys).where(*where).values(status=status, response=response))
+
+
+def purge(connection: Connection, now: float, message_retention: float, idempotency_ttl: float) -> int:
+    forgotten = connection.execute(
+        messages.delete().where(messages.c.created_at < now - message_retention)
+    ).rowcount
+    connection.execute(
+        conversations.delete().where(conversations.c.last_message_at < now - message_retention)
+    )
+    forgotten += connection.execute(
+        idempotency_keys.delete().where(idempotency_keys.c.created_at < now - idempotency_ttl)
+    ).rowcount
+    return int(forgotten)

@@ -612,6 +612,12 @@ class Store:
 
         return await self.run(work)
 
+    async def purge_message_log(self, message_retention_seconds: float, idempotency_seconds: float) -> int:
+        """Forget messages and conversations past their retention, and idempotency keys past theirs."""
+        return await self.run(functools.partial(messagelog.purge, now=self.clock(),
+                                                message_retention=message_retention_seconds,
+                                                idempotency_ttl=idempotency_seconds))  # fmt: skip
+
     # -- conversations, the message log, idempotency ----------------------------------------------
 
     async def log_message(self, record: MessageRecord) -> bool:
