@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pywa.client import WhatsApp
 from pywa.handlers import MessageStatusHandler
 from pywa.types.message_status import MessageStatus
@@ -424,5 +426,73 @@ async def test_twenty_tenants_bursting_at_once_never_get_meta_rate_errors(
         assert set(refused) <= {130429, 131056}
         assert 131056 in refused, "the bursts reached the pair rate, and the gateway refused the excess"
         assert len(from_meta) >= count * 45
+    finally:
+        await server.close()
+
+
+async def _world(count: int, gateway_factory: GatewayFactory) -> tuple[Gateway, TestServer]:
+    """`count` tenants, each with its WABA, number, token, API key and an approved template."""
+    businesses, tokens, tenants, numbers, secrets = [], [], [], [], []
+    for i in range(count):
+        waba, phone, token = str(202000000000000 + i), str(302000000000000 + i), f"EAAprop-{i}"
+        businesses.append({"id": str(502000000000000 + i), "name": f"P{i}", "wabas": [{
+            "id": waba, "name": f"P{i}", "subscribed": True,
+            "phone_numbers": [{"id": phone, "display_phone_number": f"+1 555-030-{i:04d}", "verified_name": f"P{i}",
+                               "registered": True}]}]})  # fmt: skip
+        tokens.append({"value": token, "wabas": [waba]})
+        tenants.append(
+            tenant_obj(f"ns-{i}", f"t{i}", waba, None, quotas={"messagesPerSecond": 1000, "burst": 1000})
+        )
+        numbers.append(number_obj(f"ns-{i}", "n", f"t{i}", phone, f"1555030{i:04d}"))
+        secrets += [*tenant_secrets(f"ns-{i}", f"t{i}", f"wpk_prop_{i}", webhook_secret_for(f"t{i}")),
+                    secret_obj(f"ns-{i}", f"t{i}-meta-token", {"token": token})]  # fmt: skip
+    settings = EmulatorSettings(
+        app_secret=APP_SECRET, verify_token=VERIFY_TOKEN, template_review_seconds=3600
+    )
+    app = create_emulator(settings, Seed.model_validate({"businesses": businesses, "tokens": tokens}))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    emulator_url = str(server.make_url("")).rstrip("/")
+    view = make_view(tenants, numbers, secrets)
+    view.load(
+        "messagetemplates",
+        [template_obj(f"ns-{i}", f"t{i}", ORDER_TEMPLATE, "APPROVED") for i in range(count)],
+    )
+    for i in range(count):
+        await approve_in_emulator(emulator_url, str(202000000000000 + i), f"EAAprop-{i}", ORDER_TEMPLATE)
+    return await gateway_factory(view, graph_url=emulator_url), server
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    count=st.integers(2, 4),
+    sends=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=8),
+)
+async def test_isolation_property_a_key_acts_only_on_its_own_numbers_and_messages(
+    gateway_factory: GatewayFactory, count: int, sends: list[tuple[int, int]]
+) -> None:
+    gateway, server = await _world(count, gateway_factory)
+    try:
+        sent: dict[int, list[str]] = {i: [] for i in range(count)}
+        for caller, owner in ((c % count, o % count) for c, o in sends):
+            response = await gateway.client.post(
+                f"/v25.0/{302000000000000 + owner}/messages", json={"messaging_product": "whatsapp", **template_send()},
+                headers={"Authorization": f"Bearer wpk_prop_{caller}"})  # fmt: skip
+            if caller == owner:
+                assert response.status_code == 200, response.text
+                sent[caller].append(response.json()["messages"][0]["id"])
+            else:
+                assert response.status_code == 400
+                assert (error_of(response)["code"], error_of(response)["error_subcode"]) == (100, 33)
+        for reader in range(count):
+            auth = {"Authorization": f"Bearer wpk_prop_{reader}"}
+            for owner, ids in sent.items():
+                for message_id in ids:
+                    found = await gateway.client.get(f"/v1/messages/{message_id}", headers=auth)
+                    assert found.status_code == (200 if owner == reader else 404)
+            usage = (await gateway.client.get("/v1/usage", headers=auth)).json()
+            assert sum(sum(by_status.values()) for by_status in usage["messages"].values()) == len(
+                sent[reader]
+            )
     finally:
         await server.close()
