@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services import PostgresServer
+from tests.services import PostgresServer, RedisServer
 from wabaplane.devcluster.cluster import LocalCluster
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,6 +117,17 @@ def postgres() -> Iterator[PostgresServer]:
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real Redis (Debian's package) on a free loopback port, for one test (tests stop it)."""
+    server = RedisServer(tmp_path / "redis", free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -104,6 +104,6 @@ class RedisServer:
         pytest.fail("redis-server did not start within 20 s")
 
     def stop(self) -> None:
-        if self.process is not None:
+        if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)

@@ -270,6 +270,10 @@ def _durations(_: click.Context, __: click.Parameter, value: str | None) -> tupl
 @click.option(
     "--kubeconfig", envvar="KUBECONFIG", default=None, help="Kubeconfig; in-cluster config without it."
 )
+@click.option("--redis-url", envvar="WABAPLANE_REDIS_URL", default=None,
+              help="Redis shared by the replicas for send limits (redis://host:6379/0).")  # fmt: skip
+@click.option("--replicas", envvar="WABAPLANE_REPLICAS", default=1, show_default=True, type=int,
+              help="How many gateway replicas run: each one's share of a limit when Redis is unset or down.")  # fmt: skip
 @click.option("--graph-url", envvar="WABAPLANE_GRAPH_URL", default="https://graph.facebook.com", show_default=True,
               help="Meta's Graph API base URL (the emulator's URL in development).")  # fmt: skip
 @click.option(
@@ -293,6 +297,8 @@ def gateway(
     management_token: str | None,
     admin_token: str | None,
     kubeconfig: str | None,
+    redis_url: str | None,
+    replicas: int,
     graph_url: str,
     namespaces: tuple[str, ...],
     allowed_cidrs: tuple[str, ...],
@@ -323,6 +329,8 @@ def gateway(
             admin_token=SecretStr(admin_token) if admin_token else None,
             kubeconfig=kubeconfig,
             graph_url=graph_url,
+            redis_url=redis_url,
+            replicas=replicas,
             namespaces=namespaces,
             allowed_cidrs=allowed_cidrs,
             allow_http=allow_http,

@@ -19,6 +19,7 @@ from wabaplane.gateway.delivery import Deliverer, tenant_label
 from wabaplane.gateway.limits import Limits
 from wabaplane.gateway.metrics import GatewayMetrics
 from wabaplane.gateway.settings import GatewaySettings
+from wabaplane.gateway.shared_limits import SharedLimits
 from wabaplane.store import Store
 
 logger = logging.getLogger("wabaplane.gateway")
@@ -51,7 +52,7 @@ def create_app(
     app.cleanup_ctx.append(_delivery_context)
     app.cleanup_ctx.append(_housekeeping_context)
     app.cleanup_ctx.append(_graph_context)
-    app[keys.LIMITS] = Limits()
+    app.cleanup_ctx.append(_limits_context)
     app[keys.SEND_SLOTS] = {}
     setup_routes(app)
     return app
@@ -114,6 +115,19 @@ async def _delivery_context(app: web.Application) -> AsyncIterator[None]:
     deliverer.stop()
     await task
     await deliverer.close()
+
+
+async def _limits_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    if settings.redis_url is None:
+        # One replica, or limits per replica: each enforces its share.
+        app[keys.LIMITS] = Limits(share=1.0 / settings.replicas)
+        yield
+        return
+    shared = SharedLimits(settings.redis_url, settings.replicas)
+    app[keys.LIMITS] = shared
+    yield
+    await shared.close()
 
 
 async def _graph_context(app: web.Application) -> AsyncIterator[None]:

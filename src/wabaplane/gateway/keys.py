@@ -13,6 +13,7 @@ from wabaplane.gateway.delivery import Deliverer
 from wabaplane.gateway.limits import Limits
 from wabaplane.gateway.metrics import GatewayMetrics
 from wabaplane.gateway.settings import GatewaySettings
+from wabaplane.gateway.shared_limits import SharedLimits
 from wabaplane.store import Store
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
@@ -22,6 +23,6 @@ METRICS = web.AppKey("metrics", GatewayMetrics)
 DELIVERER = web.AppKey("deliverer", Deliverer)
 Clock = Callable[[], float]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
-LIMITS = web.AppKey("limits", Limits)
+LIMITS: web.AppKey[Limits | SharedLimits] = web.AppKey("limits")
 GRAPH = web.AppKey("graph", httpx.AsyncClient)
 SEND_SLOTS: web.AppKey[dict[tuple[str, str], asyncio.Semaphore]] = web.AppKey("send_slots")

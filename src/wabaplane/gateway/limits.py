@@ -55,7 +55,10 @@ class Refusal:
 
 
 class Limits:
-    def __init__(self) -> None:
+    """This replica's limiters. `share` scales every limit (1/replicas while Redis is unreachable)."""
+
+    def __init__(self, share: float = 1.0) -> None:
+        self.share = share
         self.tenants: dict[tuple[str, str], tuple[tuple[int, int], TokenBucket]] = {}
         self.numbers: dict[str, SlidingWindow] = {}
         self.pairs: dict[tuple[str, str], TokenBucket] = {}
@@ -64,14 +67,14 @@ class Limits:
         shape = (tenant.messages_per_second, tenant.burst)
         found = self.tenants.get(tenant.key)
         if found is None or found[0] != shape:
-            bucket = TokenBucket(tenant.burst, 1.0 / tenant.messages_per_second)
+            bucket = TokenBucket(self._scaled(tenant.burst), 1.0 / (tenant.messages_per_second * self.share))
             bucket.updated = now
             self.tenants[tenant.key] = (shape, bucket)
             return bucket
         return found[1]
 
     def _number_window(self, number: NumberInfo) -> SlidingWindow:
-        limit = HIGH_MPS if number.throughput_level == "HIGH" else STANDARD_MPS
+        limit = self._scaled(HIGH_MPS if number.throughput_level == "HIGH" else STANDARD_MPS)
         window = self.numbers.setdefault(
             number.phone_number_id, SlidingWindow(limit, 1.0 + WINDOW_MARGIN_SECONDS)
         )
@@ -81,10 +84,13 @@ class Limits:
     def _pair_bucket(self, number: NumberInfo, customer: str, now: float) -> TokenBucket:
         key = (number.phone_number_id, customer)
         if key not in self.pairs:
-            bucket = TokenBucket(PAIR_BURST, PAIR_REFILL_SECONDS * REFILL_MARGIN)
+            bucket = TokenBucket(self._scaled(PAIR_BURST), PAIR_REFILL_SECONDS * REFILL_MARGIN / self.share)
             bucket.updated = now
             self.pairs[key] = bucket
         return self.pairs[key]
+
+    def _scaled(self, limit: int) -> int:
+        return max(1, int(limit * self.share))
 
     def check(self, tenant: TenantInfo, number: NumberInfo, customer: str, now: float) -> Refusal | None:
         """Refuse, or consume one send from every limiter."""

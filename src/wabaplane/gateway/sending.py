@@ -26,6 +26,7 @@ from wabaplane.gateway import keys
 from wabaplane.gateway.delivery import tenant_label
 from wabaplane.gateway.limits import MESSAGING_LIMIT_CODE, MONTHLY_CAP_CODE, Refusal, messaging_limit
 from wabaplane.gateway.routing import NumberInfo, TenantInfo, digits, language_key
+from wabaplane.gateway.shared_limits import SharedLimits
 from wabaplane.gateway.tenant_api import WINDOW_SECONDS, authenticate
 from wabaplane.meta.envelope import GraphError, not_found
 from wabaplane.store import MessageRecord, conversation_id
@@ -161,7 +162,12 @@ async def _policed_send(request: web.Request, tenant: TenantInfo, number: Number
             return await refuse("messaging_limit", f"phone number {number.phone_number_id} reached {limit} customers "
                                 "outside a service window in the last 24 hours (its messaging limit)",
                                 MESSAGING_LIMIT_CODE, 429)  # fmt: skip
-    refused = app[keys.LIMITS].check(tenant, number, customer, now)
+    limiter = app[keys.LIMITS]
+    refused = (
+        await limiter.check(tenant, number, customer, now)
+        if isinstance(limiter, SharedLimits)
+        else limiter.check(tenant, number, customer, now)
+    )
     if refused is not None:
         return await refuse(
             refused.reason, refused.details, refused.code, refused.http_status, refused.retry_after

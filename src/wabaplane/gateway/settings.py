@@ -61,6 +61,10 @@ class GatewaySettings(BaseModel):
     poll_interval: float = 1.0
     stats_interval: float = 5.0
     admin_token: SecretStr | None = None
+    redis_url: str | None = Field(default=None, description="Redis for limits shared by every replica.")
+    replicas: int = Field(
+        default=1, ge=1, description="Gateway replicas: each one's share of a limit without Redis."
+    )
     graph_url: str = Field(
         default="https://graph.facebook.com", description="Meta's Graph API (or the emulator)."
     )
