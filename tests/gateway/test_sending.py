@@ -496,3 +496,47 @@ async def test_isolation_property_a_key_acts_only_on_its_own_numbers_and_message
             )
     finally:
         await server.close()
+
+
+async def test_one_tenants_burst_does_not_delay_another_tenants_send(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.emulator_url) as control:
+        slow = {"method": "POST", "path": f"{ACME_SUPPORT}/messages", "count": 300, "latency_ms": 300}
+        assert (await control.post("/_emulator/faults", json=slow)).status_code == 200
+    done: list[str] = []
+    client = httpx.AsyncClient(base_url=str(stack.gateway.server.make_url("")), timeout=httpx.Timeout(60, pool=None),
+                               limits=httpx.Limits(max_connections=300))  # fmt: skip
+
+    async def acme_send(i: int) -> None:
+        await client.post(f"/v25.0/{ACME_SUPPORT}/messages", headers=stack.auth(),
+                          json={"messaging_product": "whatsapp", **template_send(to=f"1555{i:07d}")})  # fmt: skip
+        done.append("acme")
+
+    try:
+        burst = [asyncio.create_task(acme_send(i)) for i in range(200)]
+        await eventually(lambda: stack.emulator.world.messages or done, what="acme's burst under way")
+        await stack.customer_writes(GLOBEX_PHONE, "447700900555")
+        globex = await stack.send({"to": "447700900555", "type": "text", "text": {"body": "quick"}}, key=GLOBEX_KEY,
+                                  phone=GLOBEX_PHONE)  # fmt: skip
+        assert globex.status_code == 200
+        assert done.count("acme") < 200, "globex's send finished while acme's burst was still queued"
+        await asyncio.gather(*burst)
+    finally:
+        await client.aclose()
+    assert done.count("acme") == 200
+
+
+async def test_replies_link_to_the_message_they_answer_and_mark_as_read_passes_through(stack: Stack) -> None:
+    await stack.customer_writes()
+    [inbound] = [
+        m for m in stack.emulator.world.inbound if stack.emulator.world.inbound[m]["from"] == CUSTOMER
+    ]
+    read = await stack.send({"status": "read", "message_id": inbound})
+    assert (read.status_code, read.json()) == (200, {"success": True})
+    reply = await stack.send({"to": CUSTOMER, "type": "text", "text": {"body": "On it!"},
+                              "context": {"message_id": inbound}})  # fmt: skip
+    reply_id = reply.json()["messages"][0]["id"]
+    logged = (await stack.gateway.client.get(f"/v1/messages/{reply_id}", headers=stack.auth())).json()
+    assert logged["replyTo"] == inbound
+    thread = (await stack.gateway.client.get(f"/v1/conversations/{logged['conversationId']}/messages",
+                                             headers=stack.auth())).json()["data"]  # fmt: skip
+    assert [(m["id"], m["direction"]) for m in thread] == [(inbound, "inbound"), (reply_id, "outbound")]

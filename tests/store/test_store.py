@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator
 
 import pytest
 
-from wabaplane.store import NewUnit, Store, StoreConfigError, driver_url
+from wabaplane.store import (
+    MessageRecord,
+    NewUnit,
+    StatusRecord,
+    Store,
+    StoreConfigError,
+    driver_url,
+    messagelog,
+)
 from wabaplane.store.migrations import MIGRATIONS, migrate
 from wabaplane.store.tables import schema_migrations
 
@@ -203,3 +212,26 @@ async def test_idempotency_keys_are_remembered_for_their_ttl_then_forgotten(
         await store.purge_message_log(message_retention_seconds=400 * 86400, idempotency_seconds=86400) == 2
     )
     assert await store.remember_key("team-a", "acme", "k1", "hash-2") is None
+
+
+async def test_a_status_never_moves_backwards(store: Store, clock: FakeClock) -> None:
+    record = MessageRecord(id="wamid.S", namespace="team-a", tenant="acme", phone_number_id="1", customer="2",
+                           direction="outbound", type="text", body="{}", status="accepted")  # fmt: skip
+    assert await store.log_message(record)
+    assert not await store.log_message(record), "logged once"
+
+    async def apply(status: str, tenant: str = "acme") -> None:
+        entry = StatusRecord("wamid.S", "team-a", tenant, status)
+        await store.run(functools.partial(messagelog.apply_status, record=entry, now=clock.now))
+
+    async def status() -> str | None:
+        found = await store.message("team-a", "acme", "wamid.S")
+        return found.status if found is not None else None
+
+    for arriving in ("read", "delivered", "sent"):
+        await apply(arriving)
+    assert await status() == "read"
+    await apply("failed", tenant="globex")
+    assert await status() == "read", "another tenant's status is ignored"
+    await apply("failed")
+    assert await status() == "failed"

@@ -132,7 +132,10 @@ async def _limits_context(app: web.Application) -> AsyncIterator[None]:
 
 async def _graph_context(app: web.Application) -> AsyncIterator[None]:
     # No retries here: a send is forwarded once, so Meta never sends it twice.
-    async with httpx.AsyncClient(timeout=app[keys.SETTINGS].meta_timeout) as client:
+    # Connections are bounded per tenant (sending.py), not here: a shared pool would let one
+    # tenant's burst queue everyone else's sends behind it.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
+    async with httpx.AsyncClient(timeout=app[keys.SETTINGS].meta_timeout, limits=limits) as client:
         app[keys.GRAPH] = client
         yield
 
