@@ -151,6 +151,24 @@ def wait_for(
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+class RedirectTransport(httpx.HTTPTransport):
+    """Sends every request to another host and port, keeping path and query.
+
+    SDKs such as pywa hard-code Meta's host; this is how they talk to the emulator or the gateway.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self.target = httpx.URL(base_url)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.url = request.url.copy_with(
+            scheme=self.target.scheme, host=self.target.host, port=self.target.port
+        )
+        request.headers["Host"] = f"{self.target.host}:{self.target.port}"
+        return super().handle_request(request)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -17,6 +17,7 @@ from pywa.handlers import MessageHandler, MessageStatusHandler
 from pywa.types.message import Message
 from pywa.types.message_status import MessageStatus
 
+from tests.conftest import RedirectTransport
 from tests.emulator.conftest import (
     ACME_SUPPORT,
     ACME_TOKEN,
@@ -28,27 +29,12 @@ from tests.emulator.conftest import (
 )
 
 
-class ToEmulator(httpx.HTTPTransport):
-    """Sends every request to the emulator's host and port, keeping path and query."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__()
-        self.target = httpx.URL(base_url)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        request.url = request.url.copy_with(
-            scheme=self.target.scheme, host=self.target.host, port=self.target.port
-        )
-        request.headers["Host"] = f"{self.target.host}:{self.target.port}"
-        return super().handle_request(request)
-
-
 @pytest.fixture
 def pywa_client(harness: Harness) -> Iterator[Callable[[], WhatsApp]]:
     sessions: list[httpx.Client] = []
 
     def make() -> WhatsApp:
-        session = httpx.Client(transport=ToEmulator(harness.base_url))
+        session = httpx.Client(transport=RedirectTransport(harness.base_url))
         sessions.append(session)
         return _whatsapp(session)
 

@@ -136,6 +136,11 @@ async def onboard_acme(kube: Kube, namespace: str, url: str, webhook_secret: str
     await set_ready(kube, namespace, "support")
 
 
+async def suspend(kube: Kube, namespace: str, suspended: bool) -> None:
+    patch = json.dumps({"spec": {"suspended": suspended}})
+    await kubectl(kube, "-n", namespace, "patch", "tenant", "acme", "--type=merge", "-p", patch)
+
+
 async def set_ready(kube: Kube, namespace: str, name: str, ready: bool = True) -> None:
     await set_status(kube, namespace, "phonenumber", name, {
         "displayPhoneNumber": "+1 555-010-0001",
@@ -197,17 +202,7 @@ async def test_the_routing_table_follows_the_cluster_within_seconds(
         await eventually(signed_with_new, within=5, what="deliveries signed with the rotated secret")
 
         # Suspension holds deliveries; lifting it delivers them.
-        await kubectl(
-            kube,
-            "-n",
-            namespace,
-            "patch",
-            "tenant",
-            "acme",
-            "--type=merge",
-            "-p",
-            '{"spec":{"suspended":true}}',
-        )
+        await suspend(kube, namespace, True)
         async with httpx.AsyncClient() as client:
 
             async def held() -> bool:
@@ -221,17 +216,7 @@ async def test_the_routing_table_follows_the_cluster_within_seconds(
             before = len(acme_receiver.hits)
             await eventually(posted_and_held, within=5, what="the suspension to hold deliveries")
             assert "wamid.held" not in acme_receiver.ids()
-            await kubectl(
-                kube,
-                "-n",
-                namespace,
-                "patch",
-                "tenant",
-                "acme",
-                "--type=merge",
-                "-p",
-                '{"spec":{"suspended":false}}',
-            )
+            await suspend(kube, namespace, False)
             await eventually(
                 lambda: "wamid.held" in acme_receiver.ids(), within=5, what="held deliveries after resuming"
             )

@@ -19,6 +19,7 @@ from pywa.handlers import MessageStatusHandler
 from pywa.types.message_status import MessageStatus
 from pywa.types.templates import TemplateLanguage
 
+from tests.conftest import RedirectTransport
 from tests.emulator.conftest import (
     ACME_SUPPORT,
     ACME_TOKEN,
@@ -149,24 +150,9 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     return error
 
 
-class ToGateway(httpx.HTTPTransport):
-    """pywa hard-codes Meta's host; this transport sends its requests to the gateway instead."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__()
-        self.target = httpx.URL(base_url)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        request.url = request.url.copy_with(
-            scheme=self.target.scheme, host=self.target.host, port=self.target.port
-        )
-        request.headers["Host"] = f"{self.target.host}:{self.target.port}"
-        return super().handle_request(request)
-
-
 async def test_a_third_party_sdk_sends_through_the_gateway_and_gets_statuses_back(stack: Stack) -> None:
     await stack.customer_writes()
-    session = httpx.Client(transport=ToGateway(str(stack.gateway.server.make_url(""))))
+    session = httpx.Client(transport=RedirectTransport(str(stack.gateway.server.make_url(""))))
     try:
         wa = WhatsApp(phone_id=ACME_SUPPORT, token=ACME_KEY, session=session, app_secret=webhook_secret_for("acme"),
                       verify_token=VERIFY_TOKEN, validate_updates=True)  # fmt: skip
@@ -371,45 +357,17 @@ async def test_the_messaging_limit_counts_customers_reached_outside_the_window(s
 
 
 async def test_twenty_tenants_bursting_at_once_never_get_meta_rate_errors(
-    gateway_factory: GatewayFactory, receivers: Receivers
+    gateway_factory: GatewayFactory,
 ) -> None:
     """Real time throughout: the gateway's limits, then the emulator's, both on the wall clock."""
     count = 20
-    businesses, tokens, tenants, numbers, secrets = [], [], [], [], []
-    for i in range(count):
-        waba, phone, token = str(201000000000000 + i), str(301000000000000 + i), f"EAAburst-{i}"
-        businesses.append({"id": str(501000000000000 + i), "name": f"B{i}", "wabas": [{
-            "id": waba, "name": f"W{i}", "subscribed": True,
-            "phone_numbers": [{"id": phone, "display_phone_number": f"+1 555-020-{i:04d}", "verified_name": f"B{i}",
-                               "registered": True}]}]})  # fmt: skip
-        tokens.append({"value": token, "wabas": [waba]})
-        tenants.append(
-            tenant_obj(f"ns-{i}", f"t{i}", waba, None, quotas={"messagesPerSecond": 1000, "burst": 1000})
-        )
-        numbers.append(number_obj(f"ns-{i}", "n", f"t{i}", phone, f"1555020{i:04d}"))
-        secrets += [*tenant_secrets(f"ns-{i}", f"t{i}", f"wpk_burst_{i}", webhook_secret_for(f"t{i}")),
-                    secret_obj(f"ns-{i}", f"t{i}-meta-token", {"token": token})]  # fmt: skip
-    settings = EmulatorSettings(
-        app_secret=APP_SECRET, verify_token=VERIFY_TOKEN, template_review_seconds=3600
-    )
-    app = create_emulator(settings, Seed.model_validate({"businesses": businesses, "tokens": tokens}))
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
+    gateway, server = await _world(count, gateway_factory)
     try:
-        emulator_url = str(server.make_url("")).rstrip("/")
-        view = make_view(tenants, numbers, secrets)
-        view.load(
-            "messagetemplates",
-            [template_obj(f"ns-{i}", f"t{i}", ORDER_TEMPLATE, "APPROVED") for i in range(count)],
-        )
-        for i in range(count):
-            await approve_in_emulator(emulator_url, str(201000000000000 + i), f"EAAburst-{i}", ORDER_TEMPLATE)
-        gateway = await gateway_factory(view, graph_url=emulator_url)
         client = httpx.AsyncClient(base_url=str(gateway.server.make_url("")), timeout=httpx.Timeout(30, pool=None),
                                    limits=httpx.Limits(max_connections=64))  # fmt: skip
 
         async def burst(i: int) -> list[httpx.Response]:
-            phone, auth = str(301000000000000 + i), {"Authorization": f"Bearer wpk_burst_{i}"}
+            phone, auth = str(302000000000000 + i), {"Authorization": f"Bearer wpk_prop_{i}"}
             bodies = [template_send(to="15559990000") for _ in range(50)]
             return list(await asyncio.gather(*(
                 client.post(f"/v25.0/{phone}/messages", json={"messaging_product": "whatsapp", **body}, headers=auth)
