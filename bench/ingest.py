@@ -191,6 +191,17 @@ async def _wait_ready(url: str) -> None:
     raise RuntimeError(f"{url} did not become ready")
 
 
+async def timed_post(session: aiohttp.ClientSession, url: str, raw: bytes, headers: dict[str, str],
+                     latencies: list[float]) -> bool:  # fmt: skip
+    """POST one webhook, record its latency; True when it was answered 200."""
+    started = time.perf_counter()
+    async with session.post(url + "/webhook", data=raw, headers=headers) as response:
+        await response.read()
+        ok = response.status == 200
+    latencies.append(time.perf_counter() - started)
+    return ok
+
+
 async def closed_loop(
     url: str, requests: list[tuple[bytes, dict[str, str]]], concurrency: int
 ) -> dict[str, float]:
@@ -203,12 +214,7 @@ async def closed_loop(
         async def worker() -> None:
             nonlocal failures
             for raw, headers in queue:
-                started = time.perf_counter()
-                async with session.post(url + "/webhook", data=raw, headers=headers) as response:
-                    await response.read()
-                    if response.status != 200:
-                        failures += 1
-                latencies.append(time.perf_counter() - started)
+                failures += not await timed_post(session, url, raw, headers, latencies)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -224,12 +230,7 @@ async def open_loop(url: str, requests: list[tuple[bytes, dict[str, str]]], rate
 
         async def one(raw: bytes, headers: dict[str, str]) -> None:
             nonlocal failures
-            started = time.perf_counter()
-            async with session.post(url + "/webhook", data=raw, headers=headers) as response:
-                await response.read()
-                if response.status != 200:
-                    failures += 1
-            latencies.append(time.perf_counter() - started)
+            failures += not await timed_post(session, url, raw, headers, latencies)
 
         started = time.perf_counter()
         tasks = []

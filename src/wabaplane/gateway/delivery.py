@@ -235,9 +235,10 @@ class Deliverer:
                 headers["Authorization"] = "Bearer " + token.get_secret_value()
             return self.settings.operator_url.rstrip("/") + "/v1/management-events", headers
         tenant = self.view.snapshot.tenants.get((delivery.namespace, delivery.tenant))
-        secrets = self.view.webhook_secrets((delivery.namespace, delivery.tenant))
-        if tenant is None or not tenant.webhook_url or not secrets or self.hold_reason(tenant):
+        # hold_reason covers a missing tenant, URL or secret: the deliverer holds the delivery then.
+        if tenant is None or tenant.webhook_url is None or self.hold_reason(tenant) is not None:
             return None
+        secrets = self.view.webhook_secrets(tenant.key)
         timestamp = int(self.clock())
         headers["X-Hub-Signature-256"] = hub_signature(body, secrets[0])
         headers["webhook-id"] = delivery.id

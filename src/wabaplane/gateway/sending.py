@@ -118,8 +118,10 @@ async def send(request: web.Request) -> web.Response:
     if idempotency_key is not None:
         # Only an answer from Meta (or a timeout, where Meta may have sent) is remembered; a
         # refusal or an unreachable Meta sent nothing, so the same key may try again.
-        remembered = response.status < 400 or response.headers.get("X-Wabaplane-Outcome") == "unknown" or (
-            response.headers.get("X-Wabaplane-Source") == "meta")  # fmt: skip
+        remembered = (
+            response.headers.get("X-Wabaplane-Source") == "meta"
+            or response.headers.get("X-Wabaplane-Outcome") == "unknown"
+        )
         await store.settle_key(*tenant_key, idempotency_key, response.status if remembered else None,
                                response.text if remembered else None)  # fmt: skip
     return response
