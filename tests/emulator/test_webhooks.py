@@ -153,6 +153,23 @@ async def test_non_200_is_retried_with_the_same_bytes(harness: Harness, receiver
     assert deliveries[0]["delivered"] is True
 
 
+async def test_redeliver_sends_the_same_bytes_and_signature_again(harness: Harness, receivers: Any) -> None:
+    receiver = await receivers()
+    await set_callback(harness, receiver)
+    await inbound(harness, ACME_SUPPORT, "say it twice")
+    await eventually(lambda: len(receiver.posts) == 1, what="the first webhook")
+    response = await harness.control("POST", "webhooks/1/redeliver")
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == 2
+    await eventually(lambda: len(receiver.posts) == 2, what="the redelivery")
+    first, second = receiver.posts
+    assert second.body == first.body
+    assert second.headers["X-Hub-Signature-256"] == first.headers["X-Hub-Signature-256"]
+    unknown = await harness.control("POST", "webhooks/99/redeliver")
+    assert unknown.status_code == 400
+    assert "unknown webhook delivery id 99" in unknown.json()["error"]
+
+
 async def test_delivery_gives_up_after_the_schedule(harness: Harness, receivers: Any) -> None:
     receiver = await receivers()
     await set_callback(harness, receiver)

@@ -250,6 +250,16 @@ async def deliveries(request: web.Request) -> web.Response:
     return web.json_response({"data": [delivery.as_json() for delivery in dispatcher.deliveries]})
 
 
+@routes.post("/_emulator/webhooks/{delivery_id:[0-9]+}/redeliver")
+async def redeliver(request: web.Request) -> web.Response:
+    """Meta's at-least-once delivery: the same webhook (same bytes, same signature) once more."""
+    delivery_id = int(request.match_info["delivery_id"])
+    again = request.app[EMULATOR_KEY].dispatcher.redeliver(delivery_id)
+    if again is None:
+        raise _bad_request(f"unknown webhook delivery id {delivery_id}")
+    return web.json_response({"id": again.id, "url": again.url})
+
+
 @routes.post("/_emulator/callback")
 async def callback(request: web.Request) -> web.Response:
     body = await _parse(request, CallbackRequest)

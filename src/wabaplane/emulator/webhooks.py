@@ -148,6 +148,18 @@ class Dispatcher:
                 self.deliveries.append(delivery)
                 self._spawn(self._deliver(delivery))
 
+    def redeliver(self, delivery_id: int) -> Delivery | None:
+        """Send a delivered webhook again, byte for byte, as Meta does when it is unsure of its 200."""
+        original = next((d for d in self.deliveries if d.id == delivery_id), None)
+        if original is None:
+            return None
+        again = Delivery(
+            id=len(self.deliveries) + 1, url=original.url, body=original.body, signature=original.signature
+        )
+        self.deliveries.append(again)
+        self._spawn(self._deliver(again))
+        return again
+
     async def _deliver(self, delivery: Delivery) -> None:
         schedule = self.settings.webhook_retry_schedule
         for attempt in range(len(schedule) + 1):
