@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install services cluster-binaries crds lint test unit-test cluster-start cluster-stop clean
+.PHONY: install services cluster-binaries crds lint test unit-test demo cluster-start cluster-stop clean
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml
@@ -51,6 +51,14 @@ unit-test: install services
 test: install services cluster-binaries lint
 	@echo "==> Test suite (starts and stops its own local control plane, PostgreSQL and Redis)"
 	$(BIN)/pytest
+
+# The whole product on this machine with the emulator as Meta (see README). ARGS=--once plays the
+# scenario and exits non-zero when a step fails. It uses the cluster in KUBECONFIG when one answers
+# and builds the local control plane's binaries only when it needs them.
+ARGS ?=
+demo: install
+	@echo "==> wabaplane dev $(ARGS)"
+	$(BIN)/wabaplane dev $(ARGS)
 
 cluster-start: cluster-binaries
 	$(BIN)/wabaplane cluster start

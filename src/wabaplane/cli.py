@@ -357,3 +357,31 @@ def _fast_loop() -> asyncio.AbstractEventLoop:
     except ImportError:
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
+
+
+@main.command()
+@click.option(
+    "--once", is_flag=True, help="Play the scenario, print the table and exit: 0 when every step passed."
+)
+@click.option("--namespace", default="wabaplane-demo", show_default=True, help="Namespace for examples/.")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Use this cluster [default: KUBECONFIG or ~/.kube/config when it answers, else the local "
+              "control plane].")  # fmt: skip
+@click.option("--examples", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              default=Path("examples"), show_default=True,
+              help="The manifests and emulator seed to use (a checkout's examples/).")  # fmt: skip
+@click.option("--gateway-port", type=int, default=None, help="The gateway's port [default: a free port].")
+@click.option("--keep-logs", is_flag=True, help="Keep the processes' logs and the gateway's store.")
+def dev(
+    once: bool,
+    namespace: str,
+    kubeconfig: Path | None,
+    examples: Path,
+    gateway_port: int | None,
+    keep_logs: bool,
+) -> None:
+    """The whole product on this machine with the emulator as Meta: `make demo` runs this."""
+    from wabaplane.demo.run import main as run_demo
+    from wabaplane.demo.stack import Options
+
+    run_demo(Options(examples.resolve(), namespace, kubeconfig, gateway_port, keep_logs), once)

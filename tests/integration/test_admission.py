@@ -36,7 +36,7 @@ def test_every_example_is_accepted(kube: Kube, namespace: str) -> None:
     assert "tenant.wabaplane.io/acme created" in result.stdout
     listed = json.loads(kube.run("get", "-n", namespace, "wabaplane", "-o", "json").stdout)
     kinds = sorted(item["kind"] for item in listed["items"])
-    assert kinds == ["MessageTemplate"] * 3 + ["PhoneNumber"] * 2 + ["Tenant"]
+    assert kinds == ["MessageTemplate"] * 4 + ["PhoneNumber"] * 3 + ["Tenant"] * 2
 
 
 def test_defaults_are_applied(kube: Kube, namespace: str) -> None:
@@ -81,7 +81,7 @@ INVALID_CASES: list[tuple[str, str, Callable[[Manifest], None], str]] = [
     (
         "both-credentials",
         "acme",
-        _set("spec.credentials.embeddedSignup", {"codeSecretRef": {"name": "code", "key": "code"}}),
+        _set("spec.credentials.tokenSecretRef", {"name": "token", "key": "token"}),
         "credentials must set exactly one of tokenSecretRef or embeddedSignup.codeSecretRef",
     ),
     (
@@ -101,7 +101,7 @@ INVALID_CASES: list[tuple[str, str, Callable[[Manifest], None], str]] = [
     (
         "burst-below-rate",
         "acme",
-        _set("spec.quotas.burst", 5),
+        _set("spec.quotas.burst", 4),
         "quotas.burst must be at least quotas.messagesPerSecond",
     ),
     ("missing-display-name", "acme", _set("spec.displayName", DELETE), "spec.displayName: Required value"),

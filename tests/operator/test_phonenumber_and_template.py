@@ -19,6 +19,7 @@ from tests.operator.conftest import (
     GLOBEX_PHONE,
     Emulator,
     apply,
+    condition,
     get,
     onboard_acme,
     phone,
@@ -81,6 +82,13 @@ def test_duplicate_claims_conflict_and_the_older_keeps_the_number(
     assert "first" not in message
     assert namespace not in message
     assert get(kube, namespace, "phonenumber", "first")["status"]["conditions"][-1]["status"] == "True"
+    # Conflict is abnormal-true, as the gateway reads it: True only on the later claim.
+    holder = condition(get(kube, namespace, "phonenumber", "first"), "Conflict")
+    loser = condition(conflicted, "Conflict")
+    assert holder is not None
+    assert loser is not None
+    assert (holder["status"], holder["reason"]) == ("False", "Owned")
+    assert (loser["status"], loser["reason"]) == ("True", "NumberClaimed")
 
 
 def test_a_wrong_pin_is_reported_and_not_retried(

@@ -185,14 +185,24 @@ class Emulator:
         return token
 
     def issue_signup_code(
-        self, business_id: str, waba_ids: list[str], expires_in: int | None, valid_for: float | None = None
+        self,
+        business_id: str,
+        waba_ids: list[str],
+        expires_in: int | None,
+        valid_for: float | None = None,
+        value: str | None = None,
     ) -> str:
-        """A one-time code; valid for Meta's 30 s unless `valid_for` says otherwise (seeds for demos)."""
+        """A one-time code; valid for Meta's 30 s unless `valid_for` says otherwise (seeds for demos).
+
+        `value` fixes the code, so that a seed and the Secrets of examples/ can name the same one.
+        """
+        if value is not None and value in self.world.codes:
+            raise invalid_parameter("a signup code with this value already exists")
         for waba_id in waba_ids:
             if waba_id not in self.world.wabas:
                 raise invalid_parameter(f"unknown WABA {waba_id}")
         code = SignupCode(
-            code=self.world.new_code(),
+            code=value or self.world.new_code(),
             business_id=business_id,
             waba_ids=waba_ids,
             expires_at=time.time() + (valid_for or self.settings.limits.signup_code_ttl_seconds),

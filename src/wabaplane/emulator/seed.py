@@ -52,6 +52,11 @@ class SeedToken(_Strict):
 
 
 class SeedSignupCode(_Strict):
+    code: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{8,256}$",
+        description="The code itself, so that a Secret written beforehand can name it; generated when unset.",
+    )
     business: str = Field(description="The business id.")
     wabas: list[str]
     expires_in: int | None = Field(default=None, ge=1, description="Lifetime of the token it yields.")
@@ -112,7 +117,11 @@ def apply(emulator: Emulator, seed: Seed) -> dict[str, Any]:
     for code_seed in seed.signup_codes:
         created["signup_codes"].append(
             emulator.issue_signup_code(
-                code_seed.business, code_seed.wabas, code_seed.expires_in, code_seed.valid_for_seconds
+                code_seed.business,
+                code_seed.wabas,
+                code_seed.expires_in,
+                code_seed.valid_for_seconds,
+                value=code_seed.code,
             )
         )
     return created

@@ -67,7 +67,7 @@ class StatusBook:
         assert after is not None
         flipped = before is None or before.get("status") != after["status"] or before.get("reason") != reason
         if flipped and type_ != reasons.READY:
-            unhealthy = (type_ == reasons.TOKEN_EXPIRING) == bool(status)
+            unhealthy = (type_ in reasons.ABNORMAL_TRUE) == bool(status)
             (kopf.warn if unhealthy and status is not None else kopf.info)(
                 self.body, reason=reason, message=message
             )
@@ -81,10 +81,14 @@ class StatusBook:
     def summarise(
         self, required: list[str], ready_message: str, ready_reason: str = reasons.RECONCILED
     ) -> bool:
-        """Set Ready from the required conditions: the first one not True explains why."""
+        """Set Ready from the required conditions: the first one not healthy explains why.
+
+        Healthy is True, or False for the abnormal-true conditions (Conflict).
+        """
         for type_ in required:
             condition = conditions.get(self.current, type_)
-            if condition is None or condition["status"] != "True":
+            healthy = "False" if type_ in reasons.ABNORMAL_TRUE else "True"
+            if condition is None or condition["status"] != healthy:
                 reason = condition["reason"] if condition else reasons.RECONCILING
                 message = condition["message"] if condition else f"{type_} not yet determined"
                 self._set_ready(False if condition else None, reason, message)

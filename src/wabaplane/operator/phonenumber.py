@@ -27,11 +27,11 @@ def phone_claims(body: kopf.Body, **_: Any) -> dict[str, tuple[str, int, str, st
     """Every claim of a phone number id in the cluster: the oldest claim wins.
 
     creationTimestamp has one-second resolution, so for claims made in the same second the one
-    that already holds the number (its Conflict condition is True) keeps it.
+    that already holds the number (its Conflict condition is False) keeps it.
     """
     metadata = body["metadata"]
     conditions_ = (body.get("status") or {}).get("conditions") or []
-    holds = any(c.get("type") == reasons.CONFLICT and c.get("status") == "True" for c in conditions_)
+    holds = any(c.get("type") == reasons.CONFLICT and c.get("status") == "False" for c in conditions_)
     claim = (metadata.get("creationTimestamp", ""), 0 if holds else 1, metadata["uid"], metadata["namespace"],
              metadata["name"])  # fmt: skip
     return {str(body["spec"]["phoneNumberId"]): claim}
@@ -92,11 +92,11 @@ async def reconcile(
                 body, reason=reasons.NUMBER_CLAIMED, message="another PhoneNumber already claims this number"
             )
             # The log names the holder for the platform team; status and Events never do.
-            book.set(reasons.CONFLICT, False, reasons.NUMBER_CLAIMED,
+            book.set(reasons.CONFLICT, True, reasons.NUMBER_CLAIMED,
                      f"phone number {phone_id} is already claimed by another PhoneNumber; the older claim keeps it")  # fmt: skip
             _log_conflict(body, holder)
             return
-        book.set(reasons.CONFLICT, True, reasons.OWNED, "no other PhoneNumber claims this number")
+        book.set(reasons.CONFLICT, False, reasons.OWNED, "no other PhoneNumber claims this number")
         tenant, token = await tenant_token(body, book, shared)
         waba_id = tenant["spec"]["wabaId"]
         with meta_errors(book, reasons.OWNERSHIP_PROVEN, shared.settings):

@@ -11,6 +11,9 @@ REGISTERED = "Registered"
 CONFLICT = "Conflict"
 TENANT_READY = "TenantReady"
 TEMPLATE_SYNCED = "Synced"
+# Conditions whose True is the abnormal state (Kubernetes' "abnormal-true" polarity): a PhoneNumber
+# in Conflict, a token that is TokenExpiring. Ready needs these False.
+ABNORMAL_TRUE = frozenset({"Conflict", "TokenExpiring"})
 
 # Reasons
 RECONCILING = "Reconciling"
