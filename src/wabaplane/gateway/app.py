@@ -18,6 +18,7 @@ from wabaplane.gateway.cluster import ClusterView, api_client, watch_cluster
 from wabaplane.gateway.delivery import Deliverer, tenant_label
 from wabaplane.gateway.limits import Limits
 from wabaplane.gateway.metrics import GatewayMetrics
+from wabaplane.gateway.resource_metrics import ResourceStatusCollector
 from wabaplane.gateway.settings import GatewaySettings
 from wabaplane.gateway.shared_limits import SharedLimits
 from wabaplane.store import Store
@@ -46,6 +47,7 @@ def create_app(
     app[keys.METRICS] = GatewayMetrics()
     app[keys.CLOCK] = clock
     app[keys.VIEW] = view if view is not None else ClusterView()
+    app[keys.METRICS].registry.register(ResourceStatusCollector(app[keys.VIEW]))
     app.cleanup_ctx.append(_store_context(store))
     if view is None and settings.watch_cluster:
         app.cleanup_ctx.append(_cluster_context)

@@ -113,7 +113,19 @@ class Kube:
             {"status": status},
         )
 
-    async def list_objects(self, plural: str) -> list[dict[str, Any]]:
-        """Every object of a wabaplane kind in the cluster."""
-        result = await asyncio.to_thread(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
-        return list(cast(dict[str, Any], result).get("items", []))
+    async def list_objects(self, plural: str, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Every object of a wabaplane kind in these namespaces (or the whole cluster without any).
+
+        Listing namespace by namespace lets an operator confined to some namespaces (Roles only,
+        as the chart grants) work without a cluster-wide list permission.
+        """
+        if not namespaces:
+            result = await asyncio.to_thread(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
+            return list(cast(dict[str, Any], result).get("items", []))
+        items: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            result = await asyncio.to_thread(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
+            )
+            items += cast(dict[str, Any], result).get("items", [])
+        return items

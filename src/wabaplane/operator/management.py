@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 from aiohttp import web
-from prometheus_client import Counter
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from wabaplane.operator import messagetemplate, reasons
 from wabaplane.operator.context import Clients, StatusBook, as_body, post_event
@@ -38,7 +38,13 @@ def create_app(shared: Clients) -> web.Application:
     app[CLIENTS_KEY] = shared
     app.router.add_post("/v1/management-events", receive)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     return app
+
+
+async def metrics(_: web.Request) -> web.Response:
+    """The operator's Prometheus metrics (management events), for the chart's ServiceMonitor."""
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -94,8 +100,7 @@ async def apply(shared: Clients, entry_id: str, event_time: int, field: str, val
 
 
 async def _list(kube: Kube, plural: str, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    items = await kube.list_objects(plural)
-    return [item for item in items if not namespaces or item["metadata"]["namespace"] in namespaces]
+    return await kube.list_objects(plural, namespaces)
 
 
 async def _tenants_by_waba(kube: Kube, waba_id: str, namespaces: tuple[str, ...]) -> list[dict[str, Any]]:
