@@ -385,3 +385,14 @@ def dev(
     from wabaplane.demo.stack import Options
 
     run_demo(Options(examples.resolve(), namespace, kubeconfig, gateway_port, keep_logs), once)
+
+
+@main.command()
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("charts/wabaplane"),
+              show_default=True, help="The chart's directory.")  # fmt: skip
+def chart(output_dir: Path) -> None:
+    """Write the chart's generated files: values.yaml, values.schema.json and files/crds/."""
+    from wabaplane.chart.render import write
+
+    for path in write(output_dir):
+        click.echo(f"wrote {path}")
