@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install services cluster-binaries crds lint test unit-test demo cluster-start cluster-stop clean
+.PHONY: install services cluster-binaries helm crds chart lint test unit-test demo cluster-start cluster-stop clean
 
 # The virtualenv is rebuilt when pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml
@@ -36,8 +36,27 @@ cluster-binaries: install
 	@echo "==> Local control plane binaries"
 	$(BIN)/wabaplane cluster build
 
+# Helm, built once from its Go module and cached outside the repository (the chart's tests use it).
+HELM_VERSION := v3.22.0
+CACHE_DIR ?= $(or $(WABAPLANE_CACHE_DIR),$(HOME)/.cache/wabaplane)
+HELM_DIR := $(CACHE_DIR)/helm-$(HELM_VERSION)
+export WABAPLANE_HELM := $(HELM_DIR)/helm
+helm:
+	@if [ -x "$(WABAPLANE_HELM)" ]; then echo "==> helm $(HELM_VERSION) cached in $(HELM_DIR)"; else \
+		echo "==> Building helm $(HELM_VERSION) from its Go module (once; a few minutes on two cores)"; \
+		mkdir -p "$(HELM_DIR).partial" && \
+		GOBIN="$(HELM_DIR).partial" CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod \
+			go install -v -ldflags="-s -w" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION) 2>&1 | \
+			awk '{ n++ } n % 100 == 0 { print "    " n " packages compiled ..."; fflush() }' && \
+		test -x "$(HELM_DIR).partial/helm" && rm -rf "$(HELM_DIR)" && mv "$(HELM_DIR).partial" "$(HELM_DIR)" && \
+		echo "==> helm built: $(WABAPLANE_HELM)"; \
+	fi
+
 crds: install
 	$(BIN)/wabaplane crds --output-dir crds
+	$(BIN)/wabaplane chart --output-dir charts/wabaplane
+
+chart: crds
 
 lint: install
 	@echo "==> ruff and mypy"
@@ -48,7 +67,7 @@ lint: install
 unit-test: install services
 	$(BIN)/pytest -m "not cluster"
 
-test: install services cluster-binaries lint
+test: install services cluster-binaries helm lint
 	@echo "==> Test suite (starts and stops its own local control plane, PostgreSQL and Redis)"
 	$(BIN)/pytest
 

@@ -7,6 +7,7 @@ Whatever the demo starts it stops, in an order that lets the operator remove its
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import shutil
@@ -40,6 +41,12 @@ class Options:
     kubeconfig: Path | None = None
     gateway_port: int | None = None
     keep_logs: bool = False
+    # Use a namespace that exists (made by someone else, e.g. with RoleBindings in it) as it is.
+    existing_namespace: bool = False
+    # Credentials of the operator and the gateway, e.g. a ServiceAccount token from the chart's
+    # roles; by default they use the demo's own kubeconfig.
+    operator_kubeconfig: Path | None = None
+    gateway_kubeconfig: Path | None = None
 
 
 @dataclass
@@ -57,6 +64,7 @@ class Stack:
     )
     urls: dict[str, str] = field(default_factory=dict)
     created_crds: list[str] = field(default_factory=list)
+    applied: list[dict[str, Any]] = field(default_factory=list)
     app_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     verify_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
@@ -127,6 +135,12 @@ class Stack:
 
     async def _namespace(self) -> None:
         existing = await self.kube.run("get", "namespace", self.namespace, "-o", "json", "--ignore-not-found")
+        if self.options.existing_namespace:
+            if not existing.strip():
+                raise DemoError(
+                    f"namespace {self.namespace} does not exist (--existing-namespace uses it as it is)"
+                )
+            return
         if existing.strip():
             labels = yaml.safe_load(existing)["metadata"].get("labels") or {}
             if labels.get("app.kubernetes.io/managed-by") != MANAGED_BY["app.kubernetes.io/managed-by"]:
@@ -169,7 +183,8 @@ class Stack:
         )
 
         management_token = secrets.token_urlsafe(24)
-        kubeconfig = str(self.kube.kubeconfig)
+        operator_kubeconfig = str(self.options.operator_kubeconfig or self.kube.kubeconfig)
+        gateway_kubeconfig = str(self.options.gateway_kubeconfig or self.kube.kubeconfig)
         self.report("Starting the operator")
         operator = self._spawn(
             "operator",
@@ -181,7 +196,7 @@ class Stack:
                 f"http://127.0.0.1:{health_port}/healthz",
             ],
             {
-                "KUBECONFIG": kubeconfig,
+                "KUBECONFIG": operator_kubeconfig,
                 "WABAPLANE_META_APP_ID": APP_ID,
                 "WABAPLANE_META_APP_SECRET": self.app_secret,
                 "WABAPLANE_GRAPH_URL": self.urls["emulator"],
@@ -194,7 +209,7 @@ class Stack:
         self.report("Starting the gateway")
         gateway = self._spawn("gateway", [
             "gateway", "--host", "127.0.0.1", "--port", str(gateway_port),
-            "--store-url", f"sqlite:///{self.run_dir / 'gateway.db'}", "--kubeconfig", kubeconfig,
+            "--store-url", f"sqlite:///{self.run_dir / 'gateway.db'}", "--kubeconfig", gateway_kubeconfig,
             "--namespace", self.namespace, "--graph-url", self.urls["emulator"],
             "--operator-url", self.urls["operator"], "--allow-http", "--allow-cidr", "127.0.0.0/8",
         ], {
@@ -221,6 +236,7 @@ class Stack:
             f"Applying {self.options.examples}/ to namespace {self.namespace} with kubectl "
             "(tenant webhooks pointed at the local receivers)"
         )
+        self.applied = objects
         for line in (await self.kube.apply(objects, "-n", self.namespace)).splitlines():
             self.report(f"  {line}")
 
@@ -270,10 +286,13 @@ class Stack:
         if self.kubectl is not None:
             try:
                 # While the operator still runs: it removes its finalizers (and unsubscribes at Meta).
-                await self.kube.run("delete", "namespace", self.namespace, "--ignore-not-found", "--wait=true",
-                                    "--timeout=120s", within=130)  # fmt: skip
+                if self.options.existing_namespace:
+                    await self._delete_applied()
+                else:
+                    await self.kube.run("delete", "namespace", self.namespace, "--ignore-not-found", "--wait=true",
+                                        "--timeout=120s", within=130)  # fmt: skip
             except DemoError as error:
-                self.report(f"  could not delete namespace {self.namespace}: {error}")
+                self.report(f"  could not delete what the demo made in namespace {self.namespace}: {error}")
         for process in reversed(self.processes):
             process.stop()
         await self.receivers.stop()
@@ -288,6 +307,16 @@ class Stack:
             self.report(f"Logs kept in {self.run_dir}")
         else:
             shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    async def _delete_applied(self) -> None:
+        """Delete what the demo applied, the custom resources first (their finalizers need the Secrets)."""
+        custom = [obj for obj in self.applied if obj["apiVersion"].startswith("wabaplane.io/")]
+        others = [obj for obj in self.applied if obj not in custom]
+        for batch in (custom, others):
+            if batch:
+                document = json.dumps({"apiVersion": "v1", "kind": "List", "items": batch})
+                await self.kube.run("delete", "-n", self.namespace, "--ignore-not-found", "--wait=true",
+                                    "--timeout=120s", "-f", "-", stdin=document, within=130)  # fmt: skip
 
 
 def _kubeconfig_from_environment() -> Path | None:
