@@ -372,6 +372,12 @@ def _fast_loop() -> asyncio.AbstractEventLoop:
               help="The manifests and emulator seed to use (a checkout's examples/).")  # fmt: skip
 @click.option("--gateway-port", type=int, default=None, help="The gateway's port [default: a free port].")
 @click.option("--keep-logs", is_flag=True, help="Keep the processes' logs and the gateway's store.")
+@click.option("--existing-namespace", is_flag=True,
+              help="Use --namespace as it is (it must exist); delete only what the demo applied.")  # fmt: skip
+@click.option("--operator-kubeconfig", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Run the operator with these credentials (e.g. the chart's ServiceAccount).")  # fmt: skip
+@click.option("--gateway-kubeconfig", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Run the gateway with these credentials (e.g. the chart's ServiceAccount).")  # fmt: skip
 def dev(
     once: bool,
     namespace: str,
@@ -379,12 +385,17 @@ def dev(
     examples: Path,
     gateway_port: int | None,
     keep_logs: bool,
+    existing_namespace: bool,
+    operator_kubeconfig: Path | None,
+    gateway_kubeconfig: Path | None,
 ) -> None:
     """The whole product on this machine with the emulator as Meta: `make demo` runs this."""
     from wabaplane.demo.run import main as run_demo
     from wabaplane.demo.stack import Options
 
-    run_demo(Options(examples.resolve(), namespace, kubeconfig, gateway_port, keep_logs), once)
+    options = Options(examples.resolve(), namespace, kubeconfig, gateway_port, keep_logs, existing_namespace,
+                      operator_kubeconfig, gateway_kubeconfig)  # fmt: skip
+    run_demo(options, once)
 
 
 @main.command()

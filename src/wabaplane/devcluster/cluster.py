@@ -35,8 +35,12 @@ STOP_TIMEOUT_SECONDS = 15.0
 LOG_TAIL_LINES = 30
 CONTEXT_NAME = "wabaplane-local"
 # The controllers the operator and the tests rely on: namespace cleanup, garbage collection of
-# owned Secrets, the default ServiceAccount with its tokens, and the kube-root-ca.crt ConfigMap.
+# owned Secrets, the default ServiceAccount with its tokens, the kube-root-ca.crt ConfigMap, and
+# Deployments making ReplicaSets making Pods (which admission, e.g. Pod Security, then judges; with
+# no scheduler or kubelet they stay Pending).
 CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
     "namespace-controller",
     "garbage-collector-controller",
     "serviceaccount-controller",
