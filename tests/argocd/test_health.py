@@ -26,7 +26,7 @@ def run_health(kind: str, obj: dict[str, Any]) -> dict[str, str]:
         runtime.globals()[name] = None
     runtime.globals()["obj"] = to_lua(runtime, obj)
     script = (HEALTH_DIR / kind / "health.lua").read_text()
-    result = runtime.execute(script)
+    result: Any = runtime.execute(script)  # a Lua table, indexed like a dict
     return {"status": str(result["status"]), "message": str(result["message"])}
 
 
