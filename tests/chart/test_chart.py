@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from tests.chart.conftest import CHART, CI_VALUES, by_kind, helm, render
 from tests.conftest import CRDS_DIR
-from wabaplane.chart.render import values_schema, values_yaml
+from wabaplane.chart.render import chart_readme, values_schema, values_yaml
 from wabaplane.chart.values import Values
 
 FORBIDDEN_VERBS = {"*", "escalate", "bind", "impersonate"}
@@ -21,6 +21,8 @@ FORBIDDEN_VERBS = {"*", "escalate", "bind", "impersonate"}
 def test_generated_files_are_current() -> None:
     assert (CHART / "values.yaml").read_text() == values_yaml(), "run `make chart`"
     assert json.loads((CHART / "values.schema.json").read_text()) == values_schema(), "run `make chart`"
+    readme = (CHART / "README.md").read_text()
+    assert readme == chart_readme(readme), "the README's values table is stale: run `make chart`"
     for crd in sorted(CRDS_DIR.glob("*.yaml")):
         assert (CHART / "files" / "crds" / crd.name).read_bytes() == crd.read_bytes(), (
             f"{crd.name}: run `make chart`"

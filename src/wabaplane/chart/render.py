@@ -54,11 +54,38 @@ def _render_model(model: BaseModel, depth: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def values_table() -> str:
+    """Every value as a Markdown table row: dotted key, default, description."""
+    rows = ["| key | default | description |", "|---|---|---|"]
+
+    def walk(model: BaseModel, prefix: str) -> None:
+        for name, field in type(model).model_fields.items():
+            key = f"{prefix}{field.alias or name}"
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                walk(value, f"{key}.")
+                continue
+            default = f"`{json.dumps(value)}`"
+            description = str(field.description).replace("|", "\\|")
+            rows.append(f"| `{key}` | {default} | {description} |")
+
+    walk(Values(), "")
+    return "\n".join(rows) + "\n"
+
+
+def chart_readme(template: str) -> str:
+    """The chart's README: its hand-written text with the generated values table between the markers."""
+    start, end = "<!-- values:start -->\n", "<!-- values:end -->"
+    head, rest = template.split(start, 1)
+    return head + start + values_table() + end + rest.split(end, 1)[1]
+
+
 def write(chart_dir: Path) -> list[Path]:
-    """Write values.yaml, values.schema.json and files/crds/ into the chart; return what was written."""
-    written = [chart_dir / "values.yaml", chart_dir / "values.schema.json"]
+    """Write values.yaml, values.schema.json, the README's values table and files/crds/ into the chart."""
+    written = [chart_dir / "values.yaml", chart_dir / "values.schema.json", chart_dir / "README.md"]
     written[0].write_text(values_yaml())
     written[1].write_text(json.dumps(values_schema(), indent=2) + "\n")
+    written[2].write_text(chart_readme(written[2].read_text()))
     crd_dir = chart_dir / "files" / "crds"
     crd_dir.mkdir(parents=True, exist_ok=True)
     for kind in crd_module.KINDS:
