@@ -270,6 +270,8 @@ def _durations(_: click.Context, __: click.Parameter, value: str | None) -> tupl
 @click.option(
     "--kubeconfig", envvar="KUBECONFIG", default=None, help="Kubeconfig; in-cluster config without it."
 )
+@click.option("--metrics-port", envvar="WABAPLANE_METRICS_PORT", type=int, default=None,
+              help="Serve /metrics on this port only, off the public port [default: /metrics on --port].")  # fmt: skip
 @click.option("--redis-url", envvar="WABAPLANE_REDIS_URL", default=None,
               help="Redis shared by the replicas for send limits (redis://host:6379/0).")  # fmt: skip
 @click.option("--replicas", envvar="WABAPLANE_REPLICAS", default=1, show_default=True, type=int,
@@ -305,6 +307,7 @@ def gateway(
     allow_http: bool,
     retry_schedule: tuple[float, ...] | None,
     max_in_flight_requests: int,
+    metrics_port: int | None,
     verbose: bool,
 ) -> None:
     """Run the gateway: Meta's webhook for every tenant, delivery to tenants, the tenant API."""
@@ -335,6 +338,7 @@ def gateway(
             allowed_cidrs=allowed_cidrs,
             allow_http=allow_http,
             max_in_flight_requests=max_in_flight_requests,
+            metrics_port=metrics_port,
             **({"retry_schedule": retry_schedule} if retry_schedule is not None else {}),
         )
         from wabaplane.gateway.ssrf import EgressPolicy

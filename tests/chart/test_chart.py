@@ -177,7 +177,10 @@ def test_network_policies_expose_only_the_gateway() -> None:
     policies = {p["metadata"]["name"]: p for p in by_kind(render("-f", str(CHART / "ci" / "default-values.yaml")),
                                                           "NetworkPolicy")}  # fmt: skip
     gateway, operator = policies["wp-wabaplane-gateway"], policies["wp-wabaplane-operator"]
-    assert gateway["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
+    assert gateway["spec"]["ingress"] == [
+        {"ports": [{"protocol": "TCP", "port": 8080}]},
+        {"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": 9090}]},
+    ]
     (rule,) = operator["spec"]["ingress"]
     assert rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
     assert rule["ports"] == [{"protocol": "TCP", "port": 8081}]

@@ -216,6 +216,21 @@ async def test_unroutable_units_are_kept_counted_and_listed_for_the_platform(
     assert 'wabaplane_gateway_units_total{outcome="unroutable",tenant=""} 1.0' in metrics
 
 
+async def test_metrics_can_move_off_the_public_port(gateway_factory: GatewayFactory) -> None:
+    import httpx
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    gateway = await gateway_factory(acme_view(), metrics_port=port, metrics_host="127.0.0.1")
+    await gateway.post_webhook(envelope(text_message("999000111", WABA, "wamid.stray")))
+    assert (await gateway.client.get("/metrics")).status_code == 404, "tenant names stay off the public port"
+    async with httpx.AsyncClient() as client:
+        scraped = await client.get(f"http://127.0.0.1:{port}/metrics")
+    assert scraped.status_code == 200
+    assert 'wabaplane_gateway_units_total{outcome="unroutable",tenant=""} 1.0' in scraped.text
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),

@@ -55,6 +55,8 @@ def create_app(
     app.cleanup_ctx.append(_housekeeping_context)
     app.cleanup_ctx.append(_graph_context)
     app.cleanup_ctx.append(_limits_context)
+    if settings.metrics_port is not None:
+        app.cleanup_ctx.append(_metrics_server_context)
     app[keys.SEND_SLOTS] = {}
     setup_routes(app)
     return app
@@ -77,7 +79,8 @@ def setup_routes(app: web.Application) -> None:
     # Message ids (wamid.<base64>) may contain "/".
     router.add_get("/v1/messages/{id:.+}", tenant_api.get_message)
     router.add_get("/v1/usage", tenant_api.get_usage)
-    router.add_get("/metrics", metrics)
+    if app[keys.SETTINGS].metrics_port is None:
+        router.add_get("/metrics", metrics)
     router.add_get("/healthz", healthz)
     router.add_get("/readyz", readyz)
 
@@ -180,6 +183,19 @@ async def _housekeeping(app: web.Application, stopping: asyncio.Event) -> None:
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[keys.METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _metrics_server_context(app: web.Application) -> AsyncIterator[None]:
+    """/metrics on a port of its own: tenant names in labels stay off the public port (and Ingress)."""
+    settings = app[keys.SETTINGS]
+    metrics_app = web.Application()
+    metrics_app[keys.METRICS] = app[keys.METRICS]
+    metrics_app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(metrics_app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
+    yield
+    await runner.cleanup()
 
 
 async def healthz(_: web.Request) -> web.Response:

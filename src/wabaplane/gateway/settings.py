@@ -61,6 +61,13 @@ class GatewaySettings(BaseModel):
     poll_interval: float = 1.0
     stats_interval: float = 5.0
     admin_token: SecretStr | None = None
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve /metrics on this port only (not on the public one, whose /metrics then 404s).",
+    )
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - Prometheus scrapes from other pods
     redis_url: str | None = Field(default=None, description="Redis for limits shared by every replica.")
     replicas: int = Field(
         default=1, ge=1, description="Gateway replicas: each one's share of a limit without Redis."
