@@ -196,6 +196,18 @@ def test_two_tenants_claiming_one_waba_route_to_the_older() -> None:
     assert (decision.namespace, decision.tenant) == ("team-a", "acme")
 
 
+def test_a_tenant_in_conflict_over_its_waba_owns_nothing() -> None:
+    # The operator marks the later claim Conflict=True; even with valid credentials (e.g. written
+    # before the conflict arose) it receives none of the WABA's events.
+    holder = tenant_obj("team-a", "acme", ACME_WABA, "https://a.example", created="2026-03-01T00:00:00Z")
+    holder["status"]["conditions"].append({"type": "Conflict", "status": "True"})
+    view = make_view([holder], [], [])
+    decision = route(only(split(envelope(change(ACME_WABA, "account_review_update", {"decision": "APPROVED"})))),
+                     view.snapshot, operator=False)  # fmt: skip
+    assert not decision.routed
+    assert decision.reason == f"no Tenant with proven ownership of WABA {ACME_WABA}"
+
+
 @pytest.mark.parametrize("field", ["phone_number_quality_update", "phone_number_name_update", "security"])
 def test_display_number_fields_route_within_the_entry_waba(field: str) -> None:
     value = {"display_phone_number": "15550100001", "event": "FLAGGED", "decision": "APPROVED"}

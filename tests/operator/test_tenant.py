@@ -44,7 +44,8 @@ def test_tenant_lifecycle(
     status = onboarded["status"]
     assert status["observedGeneration"] == 1
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
-        "CredentialsValid": "True", "WebhookSubscribed": "True", "SecretsProvisioned": "True", "Ready": "True",
+        "Conflict": "False", "CredentialsValid": "True", "WebhookSubscribed": "True", "SecretsProvisioned": "True",
+        "Ready": "True",
     }  # fmt: skip
     assert status["tokenSecretName"] == "acme-meta-token"
     assert status["subscribed"] is True
@@ -130,6 +131,27 @@ def test_a_token_that_reaches_other_wabas_is_refused(
     manifest["spec"]["credentials"]["allowMultiWabaToken"] = True
     apply(kube, namespace, manifest)
     wait_condition(kube, namespace, "tenant", "acme", "Ready", "True")
+
+
+def test_a_second_tenant_for_the_same_waba_is_refused_and_gets_nothing(
+    kube: Kube, namespace: str, emulator: Emulator, operator: KopfRunner
+) -> None:
+    onboard_acme(kube, namespace)
+    calls_before = len(emulator.requests())
+    apply(kube, namespace, tenant("copycat"))
+    refused = wait_condition(kube, namespace, "tenant", "copycat", "Ready", "False", "WabaClaimed")
+    conflict = next(c for c in refused["status"]["conditions"] if c["type"] == "Conflict")
+    assert (conflict["status"], conflict["reason"]) == ("True", "WabaClaimed")
+    assert "acme" not in conflict["message"], "status must not name the Tenant that holds the WABA"
+    holder = next(
+        c for c in get(kube, namespace, "tenant", "acme")["status"]["conditions"] if c["type"] == "Conflict"
+    )
+    assert (holder["status"], holder["reason"]) == ("False", "Owned")
+    # The refused Tenant made no call to Meta and got no API key or webhook secret.
+    assert len(emulator.requests()) == calls_before
+    missing = kube.run("get", "secret", "-n", namespace, "copycat-api-key", "copycat-webhook-secret",
+                       "--ignore-not-found", "-o", "name")  # fmt: skip
+    assert missing.stdout.strip() == ""
 
 
 def test_expiring_tokens_are_flagged(

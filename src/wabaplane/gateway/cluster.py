@@ -56,7 +56,8 @@ def tenant_info(obj: dict[str, Any]) -> TenantInfo:
         name=obj["metadata"]["name"],
         waba_id=str(spec.get("wabaId", "")),
         created=str(obj["metadata"].get("creationTimestamp", "")),
-        ownership_proven=_condition(obj, "CredentialsValid"),
+        # A Tenant in Conflict (another, older Tenant claims its WABA) owns nothing.
+        ownership_proven=_condition(obj, "CredentialsValid") and not _condition(obj, "Conflict"),
         suspended=bool(spec.get("suspended", False)),
         webhook_url=webhook.get("url") or None,
         fields=frozenset(webhook.get("fields") or ["messages"]),

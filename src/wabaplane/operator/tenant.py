@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import secrets
 import time
 from datetime import UTC, datetime
@@ -17,12 +18,18 @@ from wabaplane.operator import reasons
 from wabaplane.operator.context import Clients, StatusBook, clients, meta_errors
 from wabaplane.operator.kube import TENANT_LABEL
 
+logger = logging.getLogger("wabaplane.operator.tenant")
 PLURAL = "tenants"
 ROTATE_ANNOTATION = f"{GROUP}/rotate"
 SECRET_TYPE_LABEL = f"{GROUP}/secret-type"
 MANAGEMENT_SCOPE = "whatsapp_business_management"
 MESSAGING_SCOPE = "whatsapp_business_messaging"
-REQUIRED = [reasons.CREDENTIALS_VALID, reasons.WEBHOOK_SUBSCRIBED, reasons.SECRETS_PROVISIONED]
+REQUIRED = [
+    reasons.CONFLICT,
+    reasons.CREDENTIALS_VALID,
+    reasons.WEBHOOK_SUBSCRIBED,
+    reasons.SECRETS_PROVISIONED,
+]
 
 
 def token_secret_name(tenant: str) -> str:
@@ -46,11 +53,26 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+@kopf.index(GROUP, VERSION, PLURAL)
+def waba_claims(body: kopf.Body, **_: Any) -> dict[str, tuple[str, int, str, str, str]]:
+    """Every Tenant's claim of a WABA in the cluster: the oldest claim wins, as for phone numbers.
+
+    Two Tenants for one WABA would both receive its events and send from its numbers; the later
+    one gets Conflict=True and goes no further (no token exchange, no subscription, no keys).
+    """
+    metadata = body["metadata"]
+    conditions_ = (body.get("status") or {}).get("conditions") or []
+    holds = any(c.get("type") == reasons.CONFLICT and c.get("status") == "False" for c in conditions_)
+    claim = (metadata.get("creationTimestamp", ""), 0 if holds else 1, metadata["uid"], metadata["namespace"],
+             metadata["name"])  # fmt: skip
+    return {str(body["spec"]["wabaId"]): claim}
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-async def reconcile_tenant(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    await reconcile(body, patch, clients(memo))
+async def reconcile_tenant(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    await reconcile(body, patch, clients(memo), kwargs["waba_claims"])
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, annotations={ROTATE_ANNOTATION: kopf.PRESENT})
@@ -71,7 +93,7 @@ async def rotate_on_request(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logge
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=60.0, initial_delay=60.0, idle=30.0)
-async def recheck_tenant(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+async def recheck_tenant(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     """Re-check token validity and expiry, and the subscription, periodically."""
     shared = clients(memo)
     checked = memo.setdefault("tenant_checks", {})
@@ -79,14 +101,26 @@ async def recheck_tenant(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **
     if time.monotonic() - checked.get(key, 0.0) < shared.settings.resync_seconds:
         return
     checked[key] = time.monotonic()
-    await reconcile(body, patch, shared)
+    await reconcile(body, patch, shared, kwargs["waba_claims"])
 
 
-async def reconcile(body: kopf.Body, patch: kopf.Patch, shared: Clients) -> None:
+async def reconcile(
+    body: kopf.Body, patch: kopf.Patch, shared: Clients, claims: kopf.Index[str, Any]
+) -> None:
     book = StatusBook.of(body)
     suspended = bool(body["spec"].get("suspended", False))
     book.fields["suspended"] = suspended
     try:
+        waba_id = str(body["spec"]["wabaId"])
+        holders = sorted(claims.get(waba_id, []))
+        if holders and holders[0][2] != body["metadata"]["uid"]:
+            # The log names the holder for the platform team; status and Events never do.
+            logger.warning("Tenant %s/%s: WABA %s is held by Tenant %s/%s", body["metadata"]["namespace"],
+                           body["metadata"]["name"], waba_id, holders[0][3], holders[0][4])  # fmt: skip
+            book.set(reasons.CONFLICT, True, reasons.WABA_CLAIMED,
+                     f"WABA {waba_id} is already claimed by another Tenant; the older claim keeps it")  # fmt: skip
+            return
+        book.set(reasons.CONFLICT, False, reasons.OWNED, "no other Tenant claims this WABA")
         token = await _credentials(body, book, shared)
         await _check_token(body, token, book, shared)
         await _subscribe(body, token, book, shared)

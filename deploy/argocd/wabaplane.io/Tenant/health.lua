@@ -1,8 +1,10 @@
 -- Argo CD health of a wabaplane Tenant. Ready=True is Healthy; a suspended tenant is Suspended;
--- a problem only a person can fix (a bad token, a missing Secret) is Degraded; anything the
--- operator is still working on, or a status older than the spec, is Progressing.
+-- a problem only a person can fix (a bad token, a missing Secret, a WABA another Tenant holds) is
+-- Degraded; anything the operator is still working on, or a status older than the spec, is
+-- Progressing.
 local DEGRADED = {TokenInvalid = true, TokenScopeTooBroad = true, TokenScopeMissing = true,
-                  SignupCodeRejected = true, SignupCodeMissing = true, SecretMissing = true, MetaError = true}
+                  SignupCodeRejected = true, SignupCodeMissing = true, SecretMissing = true, MetaError = true,
+                  WabaClaimed = true}
 
 local function condition(conditions, wanted)
   for _, c in ipairs(conditions or {}) do
