@@ -235,3 +235,63 @@ async def test_a_status_never_moves_backwards(store: Store, clock: FakeClock) ->
     assert await status() == "read", "another tenant's status is ignored"
     await apply("failed")
     assert await status() == "failed"
+
+
+def outbound(message_id: str, customer: str, tenant: str = "acme", business_initiated: bool = True,
+             at: float | None = None) -> MessageRecord:  # fmt: skip
+    phone = "106" if tenant == "acme" else "107"  # each tenant's own number
+    return MessageRecord(id=message_id, namespace="team-a", tenant=tenant, phone_number_id=phone, customer=customer,
+                         direction="outbound", type="template", body="{}", status="accepted",
+                         business_initiated=business_initiated, at=at)  # fmt: skip
+
+
+async def context(store: Store, clock: FakeClock, customer: str = "15550000001", tenant: str = "acme",
+                  count_reach: bool = True) -> messagelog.SendContext:  # fmt: skip
+    return await store.send_context(conversation="c", namespace="team-a", tenant=tenant, phone_number_id="106",
+                                    customer=customer, now=clock.now, reach_since=clock.now - 86400,
+                                    count_reach=count_reach)  # fmt: skip
+
+
+async def test_the_send_context_counts_the_month_and_the_reach(store: Store, clock: FakeClock) -> None:
+    empty = await context(store, clock)
+    assert empty == messagelog.SendContext(
+        last_inbound=None, sent_this_month=0, customer_reached=False, reached=0
+    )
+    # Concurrent logs share a commit, and every one of them is counted.
+    logged = await asyncio.gather(
+        *(store.log_message(outbound(f"wamid.{i}", f"1555000{i:04d}")) for i in range(30))
+    )
+    assert all(logged)
+    assert not await store.log_message(outbound("wamid.0", "15550000000")), "a message is counted once"
+    await store.log_message(outbound("wamid.service", "15550000000", business_initiated=False))
+    await store.log_message(outbound("wamid.other", "15559999999", tenant="globex"))
+    known = await context(store, clock, customer="15550000003")
+    assert known.sent_this_month == 31
+    assert known.customer_reached is True
+    assert known.reached is None, "a customer already reached needs no count"
+    stranger = await context(store, clock, customer="15551111111")
+    assert (stranger.customer_reached, stranger.reached) == (False, 30)
+    assert (await context(store, clock, tenant="globex")).sent_this_month == 1
+    assert (await context(store, clock, count_reach=False, customer="15551111111")).reached is None
+    # A day later the reach is forgotten; the month's count is not.
+    clock.now += 86400 + 1
+    later = await context(store, clock, customer="15551111111")
+    assert (later.reached, later.sent_this_month) == (0, 31)
+
+
+async def test_a_new_month_counts_from_zero_and_a_counter_missing_is_rebuilt_from_the_log(
+    store: Store, clock: FakeClock
+) -> None:
+    from wabaplane.store.tables import monthly_sends
+
+    for i in range(3):
+        await store.log_message(outbound(f"wamid.{i}", f"1555{i}"))
+    # A store from before the counters (or a lost row): the next send counts the log once.
+    await store.run(lambda connection: connection.execute(monthly_sends.delete()))
+    assert (await context(store, clock)).sent_this_month == 3
+    await store.log_message(outbound("wamid.3", "15553"))
+    assert (await context(store, clock)).sent_this_month == 4
+    clock.now += 40 * 86400
+    assert (await context(store, clock)).sent_this_month == 0
+    await store.log_message(outbound("wamid.next-month", "15554", at=clock.now))
+    assert (await context(store, clock)).sent_this_month == 1

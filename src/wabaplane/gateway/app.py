@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
-import httpx
+import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
@@ -139,9 +139,12 @@ async def _graph_context(app: web.Application) -> AsyncIterator[None]:
     # No retries here: a send is forwarded once, so Meta never sends it twice.
     # Connections are bounded per tenant (sending.py), not here: a shared pool would let one
     # tenant's burst queue everyone else's sends behind it.
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
-    async with httpx.AsyncClient(timeout=app[keys.SETTINGS].meta_timeout, limits=limits) as client:
-        app[keys.GRAPH] = client
+    # aiohttp rather than httpx here: httpcore's pool costs grow with concurrent requests and it
+    # retries an import on every request when sniffio is absent; the send path is the hot path.
+    timeout = aiohttp.ClientTimeout(total=app[keys.SETTINGS].meta_timeout)
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        app[keys.GRAPH] = session
         yield
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import httpx
+import aiohttp
 from aiohttp import web
 
 from wabaplane.gateway.cluster import ClusterView
@@ -24,5 +24,5 @@ DELIVERER = web.AppKey("deliverer", Deliverer)
 Clock = Callable[[], float]
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 LIMITS: web.AppKey[Limits | SharedLimits] = web.AppKey("limits")
-GRAPH = web.AppKey("graph", httpx.AsyncClient)
+GRAPH = web.AppKey("graph", aiohttp.ClientSession)
 SEND_SLOTS: web.AppKey[dict[tuple[str, str], asyncio.Semaphore]] = web.AppKey("send_slots")

@@ -16,10 +16,10 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 from aiohttp import web
 
 from wabaplane.gateway import keys
@@ -30,6 +30,7 @@ from wabaplane.gateway.shared_limits import SharedLimits
 from wabaplane.gateway.tenant_api import WINDOW_SECONDS, authenticate
 from wabaplane.meta.envelope import GraphError, not_found
 from wabaplane.store import MessageRecord, conversation_id
+from wabaplane.store.messagelog import month_of
 
 logger = logging.getLogger("wabaplane.gateway.sending")
 SUSPENDED_CODE = 4030001
@@ -46,12 +47,6 @@ def refusal(details: str, code: int, status: int, retry_after: float | None = No
     error = GraphError(code=code, details=REFUSED + details, message=f"(#{code}) {REFUSED}{details}",
                        error_type="WabaplaneException" if code >= 4000000 else "OAuthException")  # fmt: skip
     return meta_error(error, status, retry_after)
-
-
-def month_of(now: float) -> tuple[str, float]:
-    moment = datetime.fromtimestamp(now, UTC)
-    start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    return moment.strftime("%Y-%m"), start.timestamp()
 
 
 async def send(request: web.Request) -> web.Response:
@@ -139,8 +134,13 @@ async def _policed_send(request: web.Request, tenant: TenantInfo, number: Number
         return meta_error(GraphError(code=131008, details="The parameter to is required"), 400)
     kind = str(body.get("type") or "text")
     conversation = conversation_id(tenant.namespace, tenant.name, number.phone_number_id, customer)
-    last_inbound = await store.last_inbound(conversation)
-    window_open = last_inbound is not None and now - last_inbound < WINDOW_SECONDS
+    limit = messaging_limit(number.messaging_limit)
+    known = await store.send_context(
+        conversation=conversation, namespace=tenant.namespace, tenant=tenant.name,
+        phone_number_id=number.phone_number_id, customer=customer, now=now, reach_since=now - WINDOW_SECONDS,
+        count_reach=kind == "template" and limit is not None,
+    )  # fmt: skip
+    window_open = known.last_inbound is not None and now - known.last_inbound < WINDOW_SECONDS
     category = "service"
     template_name = None
     if kind != "template" and not window_open:
@@ -152,18 +152,20 @@ async def _policed_send(request: web.Request, tenant: TenantInfo, number: Number
             return await refuse(checked.reason, checked.details, checked.code, checked.http_status)
         category, template_name = checked
     monthly = tenant.monthly_messages
-    month, month_start = month_of(now)
-    if monthly is not None and await store.sent_since(*tenant.key, month_start) >= monthly:
+    month, _ = month_of(now)
+    if monthly is not None and known.sent_this_month >= monthly:
         return await refuse("monthly_cap", f"the tenant's cap of {monthly} messages in {month} is reached",
                             MONTHLY_CAP_CODE, 429)  # fmt: skip
     business_initiated = kind == "template" and not window_open
-    limit = messaging_limit(number.messaging_limit)
-    if business_initiated and limit is not None:
-        reached = await store.reached_since(number.phone_number_id, now - WINDOW_SECONDS)
-        if customer not in reached and len(reached) >= limit:
-            return await refuse("messaging_limit", f"phone number {number.phone_number_id} reached {limit} customers "
-                                "outside a service window in the last 24 hours (its messaging limit)",
-                                MESSAGING_LIMIT_CODE, 429)  # fmt: skip
+    if (
+        business_initiated
+        and limit is not None
+        and not known.customer_reached
+        and (known.reached or 0) >= limit
+    ):
+        return await refuse("messaging_limit", f"phone number {number.phone_number_id} reached {limit} customers "
+                            "outside a service window in the last 24 hours (its messaging limit)",
+                            MESSAGING_LIMIT_CODE, 429)  # fmt: skip
     limiter = app[keys.LIMITS]
     refused = (
         await limiter.check(tenant, number, customer, now)
@@ -230,11 +232,15 @@ async def _forward(request: web.Request, tenant: TenantInfo, number: NumberInfo,
     started = time.monotonic()
     async with semaphore:
         try:
-            answer = await app[keys.GRAPH].post(url, json=body, headers={"Authorization": f"Bearer {token}"})
-        except httpx.ConnectError:
+            async with app[keys.GRAPH].post(
+                url, json=body, headers={"Authorization": f"Bearer {token}"}
+            ) as reply:
+                answer = Answer(reply.status, await reply.read(), reply.headers.get("Content-Type"),
+                                reply.headers.get("Retry-After"))  # fmt: skip
+        except aiohttp.ClientConnectorError:
             metrics.child(metrics.meta_errors, label, "unreachable").inc()
             return refusal("Meta could not be reached; nothing was sent", 131016, 503, 5)
-        except httpx.HTTPError as error:
+        except (aiohttp.ClientError, TimeoutError) as error:
             metrics.child(metrics.meta_errors, label, "unknown").inc()
             logger.warning("send for %s: outcome unknown: %s", label, type(error).__name__)
             response = refusal("Meta did not answer in time; the message may have been sent, check its status "
@@ -243,7 +249,7 @@ async def _forward(request: web.Request, tenant: TenantInfo, number: NumberInfo,
             return response
     metrics.child(metrics.send_seconds, label).observe(time.monotonic() - started)
     try:
-        payload = answer.json()
+        payload = json.loads(answer.content)
     except ValueError:
         payload = None
     if answer.is_success and record is not None and isinstance(payload, dict):
@@ -253,9 +259,23 @@ async def _forward(request: web.Request, tenant: TenantInfo, number: NumberInfo,
     elif not answer.is_success:
         code = (payload or {}).get("error", {}).get("code") if isinstance(payload, dict) else None
         metrics.child(metrics.meta_errors, label, str(code)).inc()
-    response = web.Response(body=answer.content, status=answer.status_code,
-                            content_type=answer.headers.get("Content-Type", "application/json").split(";")[0],
+    response = web.Response(body=answer.content, status=answer.status,
+                            content_type=(answer.content_type or "application/json").split(";")[0],
                             headers={"X-Wabaplane-Source": "meta"})  # fmt: skip
-    if "Retry-After" in answer.headers:
-        response.headers["Retry-After"] = answer.headers["Retry-After"]
+    if answer.retry_after is not None:
+        response.headers["Retry-After"] = answer.retry_after
     return response
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Meta's answer to a forwarded send, read in full."""
+
+    status: int
+    content: bytes
+    content_type: str | None
+    retry_after: str | None
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300

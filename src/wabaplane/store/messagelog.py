@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, case, exists, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from wabaplane.store.tables import conversations, idempotency_keys, messages, refusals
+from wabaplane.store.tables import conversations, idempotency_keys, messages, monthly_sends, refusals
 
 # A status only ever moves forward (Meta's statuses arrive unordered: read may precede delivered).
 STATUS_RANK = {"accepted": 0, "sent": 1, "delivered": 2, "read": 3, "played": 4, "failed": 5}
@@ -125,7 +126,71 @@ def log_message(connection: Connection, record: MessageRecord, now: float) -> bo
         )
         .on_conflict_do_nothing(index_elements=["id"])
     )  # fmt: skip
+    if inserted.rowcount and record.direction == "outbound":
+        count_sends(connection, [(record.namespace, record.tenant, at)])
     return bool(inserted.rowcount)
+
+
+def month_of(at: float) -> tuple[str, float]:
+    """The calendar month (UTC) of a moment, as YYYY-MM, and when it began."""
+    moment = datetime.fromtimestamp(at, UTC)
+    start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    return moment.strftime("%Y-%m"), start.timestamp()
+
+
+def count_sends(connection: Connection, sends: list[tuple[str, str, float]]) -> None:
+    """Add newly logged outbound messages (namespace, tenant, time) to their months' counters."""
+    grouped: dict[tuple[str, str, str], tuple[int, float]] = {}
+    for namespace, tenant, at in sends:
+        month, start = month_of(at)
+        count, _ = grouped.get((namespace, tenant, month), (0, start))
+        grouped[(namespace, tenant, month)] = (count + 1, start)
+    for (namespace, tenant, month), (count, start) in grouped.items():
+        key = and_(monthly_sends.c.namespace == namespace, monthly_sends.c.tenant == tenant,
+                   monthly_sends.c.month == month)  # fmt: skip
+        if connection.execute(
+            update(monthly_sends).where(key).values(count=monthly_sends.c.count + count)
+        ).rowcount:
+            continue
+        # First sends of the month here (or a store from before the counters): count the log once,
+        # these messages included. A concurrent first insert on PostgreSQL cannot see them; it lands
+        # in the conflict branch and adds its own.
+        logged = sent_since(connection, namespace, tenant, start)
+        statement = _dialect(connection).insert(monthly_sends).values(namespace=namespace, tenant=tenant,
+                                                                      month=month, count=logged)  # fmt: skip
+        connection.execute(statement.on_conflict_do_update(
+            index_elements=["namespace", "tenant", "month"], set_={"count": monthly_sends.c.count + count}))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SendContext:
+    """What the send policy needs from the store, read in one transaction."""
+
+    last_inbound: float | None
+    sent_this_month: int
+    customer_reached: bool
+    reached: int | None  # customers reached outside a window; only counted when it can matter
+
+
+def send_context(connection: Connection, *, conversation: str, namespace: str, tenant: str, phone_number_id: str,
+                 customer: str, now: float, reach_since: float, count_reach: bool) -> SendContext:  # fmt: skip
+    """One statement (one round trip) on the send path; the reach is counted only when it can matter."""
+    month, start = month_of(now)
+    reach = and_(messages.c.phone_number_id == phone_number_id, messages.c.business_initiated == 1,
+                 messages.c.created_at >= reach_since)  # fmt: skip
+    reached_before = exists().where(reach, messages.c.customer == customer)
+    row = connection.execute(select(
+        select(conversations.c.last_inbound_at).where(conversations.c.id == conversation).scalar_subquery(),
+        select(monthly_sends.c.count).where(monthly_sends.c.namespace == namespace, monthly_sends.c.tenant == tenant,
+                                            monthly_sends.c.month == month).scalar_subquery(),
+        reached_before,
+        case((and_(literal(count_reach), ~reached_before),
+              select(func.count(messages.c.customer.distinct())).where(reach).scalar_subquery()), else_=None),
+    )).one()  # fmt: skip
+    last, counted, already, reached = row
+    sent = int(counted) if counted is not None else sent_since(connection, namespace, tenant, start)
+    return SendContext(float(last) if last is not None else None, sent, bool(already),
+                       int(reached) if reached is not None else None)  # fmt: skip
 
 
 def apply_status(connection: Connection, record: StatusRecord, now: float) -> bool:
@@ -148,17 +213,6 @@ def last_inbound(connection: Connection, conversation: str) -> float | None:
         select(conversations.c.last_inbound_at).where(conversations.c.id == conversation)
     ).scalar()
     return float(value) if value is not None else None
-
-
-def reached_since(connection: Connection, phone_number_id: str, since: float) -> set[str]:
-    """Customers a number reached outside a service window since `since` (Meta's messaging limit)."""
-    rows = connection.execute(
-        select(messages.c.customer)
-        .where(messages.c.phone_number_id == phone_number_id, messages.c.business_initiated == 1,
-               messages.c.created_at >= since)
-        .distinct()
-    )  # fmt: skip
-    return {row[0] for row in rows}
 
 
 def sent_since(connection: Connection, namespace: str, tenant: str, since: float) -> int:

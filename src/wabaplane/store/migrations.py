@@ -38,9 +38,18 @@ def _send_side(connection: Connection) -> None:
     )
 
 
+def _send_counters(connection: Connection) -> None:
+    tables.metadata.create_all(connection, tables=[tables.monthly_sends])
+    for index in tables.messages.indexes:
+        if index.name == "messages_reach_by_customer":
+            # Databases created after this index joined the table already have it.
+            index.create(connection, checkfirst=True)
+
+
 MIGRATIONS = [
     Migration(1, "units, the delivery outbox and disabled endpoints", _initial),
     Migration(2, "conversations, the message log, idempotency keys and refusals", _send_side),
+    Migration(3, "monthly send counters and the reach-by-customer index", _send_counters),
 ]
 
 

@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from wabaplane.store import messagelog, migrations
+from wabaplane.store.group_commit import GroupCommit
 from wabaplane.store.messagelog import (
     Conversation,
     Message,
@@ -66,6 +67,15 @@ SQLITE_INSERT_MESSAGE = (
     "INSERT INTO messages (id, conversation_id, namespace, tenant, phone_number_id, customer, direction, type, "
     "category, business_initiated, template, context_id, status, status_rank, created_at, updated_at, body) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+SQLITE_SEND_CONTEXT = (
+    "SELECT (SELECT last_inbound_at FROM conversations WHERE id = ?1), "
+    "(SELECT count FROM monthly_sends WHERE namespace = ?2 AND tenant = ?3 AND month = ?4), "
+    "EXISTS (SELECT 1 FROM messages WHERE phone_number_id = ?5 AND business_initiated = 1 AND created_at >= ?6 "
+    "AND customer = ?7), "
+    "CASE WHEN ?8 AND NOT EXISTS (SELECT 1 FROM messages WHERE phone_number_id = ?5 AND business_initiated = 1 "
+    "AND created_at >= ?6 AND customer = ?7) THEN (SELECT count(DISTINCT customer) FROM messages "
+    "WHERE phone_number_id = ?5 AND business_initiated = 1 AND created_at >= ?6) END"
 )
 SQLITE_INSERT_UNIT = (
     "INSERT INTO units (dedupe_key, received_at, field, entry_id, entry_time, value, namespace, tenant, "
@@ -185,8 +195,14 @@ class Store:
         self.engine = engine
         self.sync_engine = sync_engine
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite") if sync_engine else None
-        self._queued: list[tuple[list[NewUnit], asyncio.Future[IngestResult]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._ingests: GroupCommit[list[NewUnit], IngestResult] = GroupCommit(
+            self.run, self._ingest_group,
+            GROUP_COMMIT_REQUESTS, lambda: StoreUnavailable("cancelled"),
+        )  # fmt: skip
+        self._message_logs: GroupCommit[MessageRecord, bool] = GroupCommit(
+            self.run, self._log_group,
+            GROUP_COMMIT_REQUESTS, lambda: StoreUnavailable("cancelled"),
+        )  # fmt: skip
         dialect = postgresql if backend == "postgresql" else sqlite
         self._insert_unit = (
             dialect.insert(units).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(units.c.id)
@@ -213,8 +229,8 @@ class Store:
         return store
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await asyncio.gather(self._writer, return_exceptions=True)
+        await self._ingests.drain()
+        await self._message_logs.drain()
         if self.engine is not None:
             await self.engine.dispose()
         if self.sync_engine is not None and self._thread is not None:
@@ -246,36 +262,26 @@ class Store:
         (group commit): one fsync serves them all, and each caller still returns only after the
         transaction holding its units is durable. A failed commit fails every request in it.
         """
-        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._queued.append((list(batch), future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write_queued())
-        return await asyncio.shield(future)
+        return await self._ingests.submit(list(batch))
 
-    async def _write_queued(self) -> None:
-        while self._queued:
-            group, self._queued = self._queued[:GROUP_COMMIT_REQUESTS], self._queued[GROUP_COMMIT_REQUESTS:]
-            requests = [units_ for units_, _ in group]
-            try:
-                results = await self.run(functools.partial(self._ingest_group, requests=requests))
-            except BaseException as error:
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(
-                            error if isinstance(error, Exception) else StoreUnavailable("cancelled")
-                        )
-                if not isinstance(error, Exception):
-                    raise
-                continue
-            for (_, future), result in zip(group, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+    def _log_group(self, connection: Connection, *, requests: list[MessageRecord]) -> list[bool]:
+        now = self.clock()
+        if self.backend != "sqlite":
+            return [messagelog.log_message(connection, record, now) for record in requests]
+        log = self._sqlite_logger(connection)
+        inserted = [bool(log(record, now)) for record in requests]
+        sends = [(r.namespace, r.tenant, r.at if r.at is not None else now)
+                 for r, new in zip(requests, inserted, strict=True) if new and r.direction == "outbound"]  # fmt: skip
+        if sends:
+            messagelog.count_sends(connection, sends)
+        return inserted
 
     def _ingest_group(self, connection: Connection, *, requests: list[list[NewUnit]]) -> list[IngestResult]:
         now = self.clock()
         results = []
         seen: set[str] = set()
         outbox = []
+        sends: list[tuple[str, str, float]] = []
         sqlite_fast_path = self.backend == "sqlite"
         insert = self._sqlite_inserter(connection) if sqlite_fast_path else self._core_inserter(connection)
         log = self._sqlite_logger(connection) if sqlite_fast_path else self._core_logger(connection)
@@ -293,7 +299,16 @@ class Store:
                 stored += 1
                 new_keys.add(unit.dedupe_key)
                 for entry in unit.logs:
-                    log(entry, now)
+                    changed = log(entry, now)
+                    if (
+                        sqlite_fast_path
+                        and changed
+                        and isinstance(entry, MessageRecord)
+                        and entry.direction == "outbound"
+                    ):
+                        sends.append(
+                            (entry.namespace, entry.tenant, entry.at if entry.at is not None else now)
+                        )
                 queued += len(unit.targets)
                 outbox += [
                     {"id": "msg_" + uuid.uuid4().hex, "unit_id": unit_id, "target": target,
@@ -304,6 +319,8 @@ class Store:
             results.append(IngestResult(stored, duplicates, queued, frozenset(new_keys)))
         if outbox:
             connection.execute(deliveries.insert(), outbox)
+        if sends:  # the Core path counts in log_message; the SQLite fast path counts here, per group
+            messagelog.count_sends(connection, sends)
         return results
 
     def _core_inserter(self, connection: Connection) -> Callable[[NewUnit, float], int | None]:
@@ -331,28 +348,29 @@ class Store:
         return insert
 
     @staticmethod
-    def _core_logger(connection: Connection) -> Callable[[MessageRecord | StatusRecord, float], None]:
-        def log(entry: MessageRecord | StatusRecord, now: float) -> None:
+    def _core_logger(connection: Connection) -> Callable[[MessageRecord | StatusRecord, float], bool]:
+        def log(entry: MessageRecord | StatusRecord, now: float) -> bool:
             if isinstance(entry, MessageRecord):
-                messagelog.log_message(connection, entry, now)
-            else:
-                messagelog.apply_status(connection, entry, now)
+                return messagelog.log_message(connection, entry, now)  # counts outbound sends itself
+            return messagelog.apply_status(connection, entry, now)
 
         return log
 
     @staticmethod
-    def _sqlite_logger(connection: Connection) -> Callable[[MessageRecord | StatusRecord, float], None]:
+    def _sqlite_logger(connection: Connection) -> Callable[[MessageRecord | StatusRecord, float], bool]:
         # The same statements as messagelog's, on the driver's cursor: statuses are most of
         # Meta's traffic, and this runs once per ingested message and status.
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
 
-        def log(entry: MessageRecord | StatusRecord, now: float) -> None:
+        def log(entry: MessageRecord | StatusRecord, now: float) -> bool:
+            """True when it changed the log (a new message, a newer status)."""
             if isinstance(entry, StatusRecord):
                 rank = messagelog.STATUS_RANK.get(entry.status)
-                if rank is not None:
-                    cursor.execute(SQLITE_APPLY_STATUS, (entry.status, rank, now, entry.error_code, entry.error_title,
-                                                         entry.message_id, entry.namespace, entry.tenant, rank))  # fmt: skip
-                return
+                if rank is None:
+                    return False
+                cursor.execute(SQLITE_APPLY_STATUS, (entry.status, rank, now, entry.error_code, entry.error_title,
+                                                     entry.message_id, entry.namespace, entry.tenant, rank))  # fmt: skip
+                return bool(cursor.rowcount)
             at = entry.at if entry.at is not None else now
             inbound_at = at if entry.direction == "inbound" else None
             cursor.execute(SQLITE_UPSERT_CONVERSATION, (entry.conversation_id, entry.namespace, entry.tenant,
@@ -361,6 +379,7 @@ class Store:
                 entry.id, entry.conversation_id, entry.namespace, entry.tenant, entry.phone_number_id, entry.customer,
                 entry.direction, entry.type, entry.category, int(entry.business_initiated), entry.template,
                 entry.context_id, entry.status, messagelog.STATUS_RANK.get(entry.status, 0), at, now, entry.body))  # fmt: skip
+            return bool(cursor.rowcount)
 
         return log
 
@@ -621,18 +640,34 @@ class Store:
     # -- conversations, the message log, idempotency ----------------------------------------------
 
     async def log_message(self, record: MessageRecord) -> bool:
-        return await self.run(functools.partial(messagelog.log_message, record=record, now=self.clock()))
+        """Log a message; concurrent sends share one commit (see group_commit)."""
+        return await self._message_logs.submit(record)
+
+    async def send_context(self, **query: Any) -> messagelog.SendContext:
+        """Everything the send policy reads (window, monthly count, reach), in one statement."""
+        work = self._sqlite_send_context if self.backend == "sqlite" else messagelog.send_context
+        return await self.run(functools.partial(work, **query))
+
+    @staticmethod
+    def _sqlite_send_context(connection: Connection, *, conversation: str, namespace: str, tenant: str,
+                             phone_number_id: str, customer: str, now: float, reach_since: float,
+                             count_reach: bool) -> messagelog.SendContext:  # fmt: skip
+        # messagelog.send_context's statement, on the driver's cursor: it runs once per send.
+        month, start = messagelog.month_of(now)
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        last, counted, already, reached = cursor.execute(SQLITE_SEND_CONTEXT, (
+            conversation, namespace, tenant, month, phone_number_id, reach_since, customer, int(count_reach),
+        )).fetchone()  # fmt: skip
+        sent = (
+            int(counted)
+            if counted is not None
+            else messagelog.sent_since(connection, namespace, tenant, start)
+        )
+        return messagelog.SendContext(float(last) if last is not None else None, sent, bool(already),
+                                      int(reached) if reached is not None else None)  # fmt: skip
 
     async def last_inbound(self, conversation: str) -> float | None:
         return await self.run(functools.partial(messagelog.last_inbound, conversation=conversation))
-
-    async def reached_since(self, phone_number_id: str, since: float) -> set[str]:
-        return await self.run(functools.partial(messagelog.reached_since, phone_number_id=phone_number_id,
-                                                since=since))  # fmt: skip
-
-    async def sent_since(self, namespace: str, tenant: str, since: float) -> int:
-        return await self.run(functools.partial(messagelog.sent_since, namespace=namespace, tenant=tenant,
-                                                since=since))  # fmt: skip
 
     async def count_refusal(self, namespace: str, tenant: str, month: str, reason: str) -> None:
         await self.run(functools.partial(messagelog.count_refusal, namespace=namespace, tenant=tenant, month=month,

@@ -129,6 +129,19 @@ messages = Table(
     Index("messages_by_conversation", "conversation_id", "created_at"),
     Index("messages_by_tenant", "namespace", "tenant", "created_at"),
     Index("messages_reach", "phone_number_id", "business_initiated", "created_at"),
+    # "Has this number reached this customer outside a window lately?" without scanning its range.
+    Index("messages_reach_by_customer", "phone_number_id", "customer", "business_initiated", "created_at"),
+)
+
+# Outbound messages per tenant and calendar month (UTC): the monthly cap reads one row instead of
+# counting the log on every send.
+monthly_sends = Table(
+    "monthly_sends",
+    metadata,
+    Column("namespace", String(253), primary_key=True),
+    Column("tenant", String(253), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("count", Integer, nullable=False),
 )
 
 # Idempotency-Key memory of the send API, shared by every replica.
