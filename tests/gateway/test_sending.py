@@ -108,8 +108,22 @@ async def approve_in_emulator(emulator_url: str, waba: str, token: str, template
         reviewed.raise_for_status()
 
 
-@pytest.fixture
-async def stack(gateway_factory: GatewayFactory, receivers: Receivers) -> AsyncIterator[Stack]:
+@dataclass
+class World:
+    """The emulator (as Meta, ORDER_TEMPLATE approved), acme's and globex's endpoints, the routing table."""
+
+    emulator_app: Any
+    emulator_server: TestServer
+    view: Any
+    acme: Receiver
+    globex: Receiver
+
+    @property
+    def emulator_url(self) -> str:
+        return str(self.emulator_server.make_url("")).rstrip("/")
+
+
+async def world(receivers: Receivers, acme_quotas: dict[str, int] | None = None) -> World:
     settings = EmulatorSettings(app_secret=APP_SECRET, verify_token=VERIFY_TOKEN, webhook_batch_window=0.0,
                                 status_delays=(0.01, 0.02, 0.03), template_review_seconds=3600)  # fmt: skip
     app = create_emulator(settings, Seed.model_validate(SEED))
@@ -117,8 +131,9 @@ async def stack(gateway_factory: GatewayFactory, receivers: Receivers) -> AsyncI
     await server.start_server()
     emulator_url = str(server.make_url("")).rstrip("/")
     acme, globex = await receivers(), await receivers()
+    quotas = acme_quotas or {"messagesPerSecond": 1000, "burst": 1000}
     view = make_view(
-        [tenant_obj("team-a", "acme", ACME_WABA, acme.url, fields=["messages"], quotas={"messagesPerSecond": 1000, "burst": 1000}),
+        [tenant_obj("team-a", "acme", ACME_WABA, acme.url, fields=["messages"], quotas=quotas),
          tenant_obj("team-b", "globex", GLOBEX_WABA, globex.url, quotas={"messagesPerSecond": 1000, "burst": 1000})],
         [number_obj("team-a", "support", "acme", ACME_SUPPORT, "15550100001"),
          number_obj("team-b", "main", "globex", GLOBEX_PHONE, "442079460958")],
@@ -130,13 +145,21 @@ async def stack(gateway_factory: GatewayFactory, receivers: Receivers) -> AsyncI
     view.load("messagetemplates", [template_obj("team-a", "acme", ORDER_TEMPLATE, "APPROVED"),
                                    template_obj("team-a", "acme", {**ORDER_TEMPLATE, "name": "promo"}, "PENDING")])  # fmt: skip
     await approve_in_emulator(emulator_url, ACME_WABA, ACME_TOKEN, ORDER_TEMPLATE)
+    return World(app, server, view, acme, globex)
+
+
+@pytest.fixture
+async def stack(gateway_factory: GatewayFactory, receivers: Receivers) -> AsyncIterator[Stack]:
+    made = await world(receivers)
     clock = FakeClock(time.time())
-    gateway = await gateway_factory(view, clock=clock, graph_url=emulator_url)
-    app[EMULATOR_KEY].settings.callback_url = str(gateway.server.make_url("/webhook"))
+    gateway = await gateway_factory(made.view, clock=clock, graph_url=made.emulator_url)
+    made.emulator_app[EMULATOR_KEY].settings.callback_url = str(gateway.server.make_url("/webhook"))
     try:
-        yield Stack(gateway, app[EMULATOR_KEY], emulator_url, clock, acme, globex)
+        yield Stack(
+            gateway, made.emulator_app[EMULATOR_KEY], made.emulator_url, clock, made.acme, made.globex
+        )
     finally:
-        await server.close()
+        await made.emulator_server.close()
 
 
 def template_send(name: str = "order_update", parameters: int = 2, to: str = CUSTOMER) -> dict[str, Any]:
@@ -498,3 +521,38 @@ async def test_replies_link_to_the_message_they_answer_and_mark_as_read_passes_t
     thread = (await stack.gateway.client.get(f"/v1/conversations/{logged['conversationId']}/messages",
                                              headers=stack.auth())).json()["data"]  # fmt: skip
     assert [(m["id"], m["direction"]) for m in thread] == [(inbound, "inbound"), (reply_id, "outbound")]
+
+
+async def test_two_replicas_on_one_store_and_one_redis_admit_one_quota_and_one_send_per_key(
+    gateway_factory: GatewayFactory, receivers: Receivers, postgres: Any, redis_server: Any
+) -> None:
+    """Two gateway replicas over HTTP, as the chart runs them: PostgreSQL for the store, Redis for limits."""
+    made = await world(receivers, acme_quotas={"messagesPerSecond": 1, "burst": 10})
+    clock = FakeClock(time.time())
+    shared = {"store_url": postgres.create_database(f"t_{time.time_ns()}"), "redis_url": redis_server.url,
+              "replicas": 2, "graph_url": made.emulator_url}  # fmt: skip
+    replicas = [await gateway_factory(made.view, clock=clock, **shared) for _ in range(2)]
+    try:
+        # All of the first 15 to one replica, the next 15 to the other: with the limit shared the
+        # first takes the whole burst of 10 and the second none (each alone would admit its half, 5).
+        answers = [
+            await replicas[i // 15].client.post(f"/v25.0/{ACME_SUPPORT}/messages", headers={"Authorization": f"Bearer {ACME_KEY}"},
+                                                json={"messaging_product": "whatsapp", **template_send(to=f"1555300{i:04d}")})
+            for i in range(30)
+        ]  # fmt: skip
+        admitted = [a.status_code == 200 for a in answers]
+        assert (admitted[:15].count(True), admitted[15:].count(True)) == (10, 0)
+        assert {error_of(a)["code"] for a in answers if a.status_code != 200} == {4290001}
+        # An Idempotency-Key given to one replica is honoured by the other: one message at Meta.
+        clock.now += 60
+        key = {"Authorization": f"Bearer {ACME_KEY}", "Idempotency-Key": "order-77-shipped"}
+        body = {"messaging_product": "whatsapp", **template_send(to="15553999999")}
+        first = await replicas[0].client.post(f"/v25.0/{ACME_SUPPORT}/messages", headers=key, json=body)
+        again = await replicas[1].client.post(f"/v25.0/{ACME_SUPPORT}/messages", headers=key, json=body)
+        assert first.status_code == again.status_code == 200
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.json() == first.json()
+        sent = [m for m in made.emulator_app[EMULATOR_KEY].world.messages.values() if m.to == "15553999999"]
+        assert len(sent) == 1
+    finally:
+        await made.emulator_server.close()
