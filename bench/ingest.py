@@ -177,18 +177,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _wait_ready(url: str) -> None:
+async def wait_until_answers(url: str) -> None:
+    """Until a GET of the URL answers 200 (at most 30 s)."""
     deadline = time.monotonic() + 30
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             try:
-                async with session.get(url + "/readyz") as response:
+                async with session.get(url) as response:
                     if response.status == 200:
                         return
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not become ready")
+    raise RuntimeError(f"{url} did not answer")
+
+
+async def _wait_ready(url: str) -> None:
+    await wait_until_answers(url + "/readyz")
 
 
 async def timed_post(session: aiohttp.ClientSession, url: str, raw: bytes, headers: dict[str, str],

@@ -27,7 +27,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.ingest import free_port, summarise  # noqa: E402 - after the path is set
+from bench.ingest import free_port, summarise, wait_until_answers  # noqa: E402 - after the path is set
 
 TENANTS = 20
 TEMPLATE = "bench_update"
@@ -101,20 +101,6 @@ def serve_gateway(port: int, store_url: str, graph_url: str) -> None:
 
 
 # -- load --------------------------------------------------------------------------------------
-
-
-async def wait_until_answers(url: str) -> None:
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
 
 
 async def create_templates(emulator: str) -> None:

@@ -24,6 +24,23 @@ class Clients:
     kube: Kube
 
 
+Claim = tuple[str, int, str, str, str]
+
+
+def claim_of(body: kopf.Body) -> Claim:
+    """How an object's claim (of a phone number, of a WABA) sorts: the oldest first.
+
+    creationTimestamp has one-second resolution, so among claims made in the same second the one
+    that already holds the thing (its Conflict condition is False) comes first; the uid breaks ties.
+    The namespace and name are for the operator's log only.
+    """
+    metadata = body["metadata"]
+    conditions_ = (body.get("status") or {}).get("conditions") or []
+    holds = any(c.get("type") == reasons.CONFLICT and c.get("status") == "False" for c in conditions_)
+    return (metadata.get("creationTimestamp", ""), 0 if holds else 1, metadata["uid"], metadata["namespace"],
+            metadata["name"])  # fmt: skip
+
+
 def as_body(obj: Mapping[str, Any]) -> kopf.Body:
     """A kopf Body around an object read from the API (for Events and status bookkeeping)."""
     return kopf.Body(cast(Any, obj))

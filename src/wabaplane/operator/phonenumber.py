@@ -12,7 +12,7 @@ from wabaplane.api.common import GROUP, VERSION
 from wabaplane.meta import errors
 from wabaplane.meta.models import PhoneNumberInfo
 from wabaplane.operator import conditions, reasons
-from wabaplane.operator.context import Clients, StatusBook, clients, meta_errors
+from wabaplane.operator.context import Claim, Clients, StatusBook, claim_of, clients, meta_errors
 from wabaplane.operator.tenant import token_secret_name
 
 PLURAL = "phonenumbers"
@@ -23,18 +23,9 @@ REGISTRATION_ATTEMPT = f"{GROUP}/registration-attempted-generation"
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def phone_claims(body: kopf.Body, **_: Any) -> dict[str, tuple[str, int, str, str, str]]:
-    """Every claim of a phone number id in the cluster: the oldest claim wins.
-
-    creationTimestamp has one-second resolution, so for claims made in the same second the one
-    that already holds the number (its Conflict condition is False) keeps it.
-    """
-    metadata = body["metadata"]
-    conditions_ = (body.get("status") or {}).get("conditions") or []
-    holds = any(c.get("type") == reasons.CONFLICT and c.get("status") == "False" for c in conditions_)
-    claim = (metadata.get("creationTimestamp", ""), 0 if holds else 1, metadata["uid"], metadata["namespace"],
-             metadata["name"])  # fmt: skip
-    return {str(body["spec"]["phoneNumberId"]): claim}
+def phone_claims(body: kopf.Body, **_: Any) -> dict[str, Claim]:
+    """Every claim of a phone number id in the cluster: the oldest claim wins (see claim_of)."""
+    return {str(body["spec"]["phoneNumberId"]): claim_of(body)}
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)

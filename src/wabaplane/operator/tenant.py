@@ -15,7 +15,7 @@ import kopf
 from wabaplane.api.common import GROUP, VERSION
 from wabaplane.meta import errors
 from wabaplane.operator import reasons
-from wabaplane.operator.context import Clients, StatusBook, clients, meta_errors
+from wabaplane.operator.context import Claim, Clients, StatusBook, claim_of, clients, meta_errors
 from wabaplane.operator.kube import TENANT_LABEL
 
 logger = logging.getLogger("wabaplane.operator.tenant")
@@ -54,18 +54,13 @@ def new_webhook_secret() -> str:
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def waba_claims(body: kopf.Body, **_: Any) -> dict[str, tuple[str, int, str, str, str]]:
+def waba_claims(body: kopf.Body, **_: Any) -> dict[str, Claim]:
     """Every Tenant's claim of a WABA in the cluster: the oldest claim wins, as for phone numbers.
 
     Two Tenants for one WABA would both receive its events and send from its numbers; the later
     one gets Conflict=True and goes no further (no token exchange, no subscription, no keys).
     """
-    metadata = body["metadata"]
-    conditions_ = (body.get("status") or {}).get("conditions") or []
-    holds = any(c.get("type") == reasons.CONFLICT and c.get("status") == "False" for c in conditions_)
-    claim = (metadata.get("creationTimestamp", ""), 0 if holds else 1, metadata["uid"], metadata["namespace"],
-             metadata["name"])  # fmt: skip
-    return {str(body["spec"]["wabaId"]): claim}
+    return {str(body["spec"]["wabaId"]): claim_of(body)}
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
