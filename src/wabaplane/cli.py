@@ -151,12 +151,10 @@ def _state_dir_flag(state_dir: Path | None) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8990, show_default=True, type=int, help="Port to listen on.")
 @click.option("--app-id", default=EmulatorSettings().app_id, show_default=True, help="The Meta app's id.")
-@click.option(
-    "--app-secret", default=EmulatorSettings().app_secret, show_default=True, help="Signs webhooks."
-)
-@click.option(
-    "--verify-token", default=EmulatorSettings().verify_token, show_default=True, help="For handshakes."
-)
+@click.option("--app-secret", envvar="WABAPLANE_EMULATOR_APP_SECRET", default=EmulatorSettings().app_secret,
+              show_default=True, help="Signs webhooks. Env: WABAPLANE_EMULATOR_APP_SECRET.")  # fmt: skip
+@click.option("--verify-token", envvar="WABAPLANE_EMULATOR_VERIFY_TOKEN", default=EmulatorSettings().verify_token,
+              show_default=True, help="For handshakes. Env: WABAPLANE_EMULATOR_VERIFY_TOKEN.")  # fmt: skip
 @click.option(
     "--callback-url", default=None, help="The app's webhook callback URL (e.g. the gateway's /webhook)."
 )

@@ -173,11 +173,11 @@ class Stack:
         )
         seed = self.options.examples / "emulator-seed.yaml"
         self.report("Starting the Meta emulator seeded with two businesses (two WABAs, three numbers)")
+        # Secrets go through the environment, never the command line (which `ps` shows to everyone).
         emulator = self._spawn("emulator", [
             "emulator", "--port", str(emulator_port), "--seed", str(seed), "--app-id", APP_ID,
-            "--app-secret", self.app_secret, "--verify-token", self.verify_token,
             "--callback-url", f"{self.urls['gateway']}/webhook", "--review-seconds", "1",
-        ])  # fmt: skip
+        ], {"WABAPLANE_EMULATOR_APP_SECRET": self.app_secret, "WABAPLANE_EMULATOR_VERIFY_TOKEN": self.verify_token})  # fmt: skip
         await wait_until(
             lambda: answers(f"{self.urls['emulator']}/_emulator/"), "the emulator", 30, [emulator]
         )
