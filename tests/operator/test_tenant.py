@@ -26,8 +26,8 @@ from tests.operator.conftest import (
 
 pytestmark = [
     pytest.mark.cluster,
-    # Known defect, tracked in the issue notes: when the in-process operator stops while Graph
-    # calls are being retried, a few of the Graph client's loopback connections are not closed.
+    # Known defect, tracked in the issue notes: when the in-process operator (KopfRunner) stops,
+    # a few of kopf's own connections to the API server are left open (our clients are closed).
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
 

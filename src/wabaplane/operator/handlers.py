@@ -60,6 +60,7 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
     shared = memo.get("clients")
     if isinstance(shared, Clients):
         await shared.graph.aclose()
+        await shared.kube.close()
 
 
 @kopf.on.probe(id="graph")

@@ -32,8 +32,14 @@ def load_configuration() -> None:
 class Kube:
     def __init__(self) -> None:
         load_configuration()
-        self.core = kubernetes.client.CoreV1Api()
-        self.custom = kubernetes.client.CustomObjectsApi()
+        # An ApiClient of our own (not the library's shared default), so that close() can end its
+        # connection pool when the operator stops.
+        self.api = kubernetes.client.ApiClient()
+        self.core = kubernetes.client.CoreV1Api(self.api)
+        self.custom = kubernetes.client.CustomObjectsApi(self.api)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.api.close)
 
     async def secret(self, namespace: str, name: str) -> dict[str, str] | None:
         """A Secret's data decoded, or None when it does not exist."""
