@@ -161,8 +161,11 @@ async def _start_receiver(receiver: Receiver) -> TestServer:
     return server
 
 
+Receivers = Callable[[], Awaitable[Receiver]]
+
+
 @pytest.fixture
-async def receivers() -> AsyncIterator[Callable[[], Awaitable[Receiver]]]:
+async def receivers() -> AsyncIterator[Receivers]:
     servers: list[TestServer] = []
 
     async def make() -> Receiver:
@@ -210,8 +213,11 @@ class Gateway:
         return await self.client.post("/webhook", content=body, headers=headers)
 
 
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
 @pytest.fixture
-async def gateway_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
+async def gateway_factory(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
     started: list[Gateway] = []
 
     async def start(view: ClusterView, clock: Callable[[], float] = time.time, **overrides: Any) -> Gateway:

@@ -7,7 +7,6 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -18,8 +17,9 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.gateway.conftest import (
     Gateway,
+    GatewayFactory,
     Hit,
-    Receiver,
+    Receivers,
     envelope,
     eventually,
     make_view,
@@ -32,8 +32,6 @@ from tests.gateway.conftest import (
 )
 from wabaplane.gateway.cluster import ClusterView
 
-GatewayFactory = Callable[..., Awaitable[Gateway]]
-Receivers = Callable[[], Awaitable[Receiver]]
 ACME_WABA, GLOBEX_WABA = "102290129340398", "103344556677889"
 ACME_PHONE, GLOBEX_PHONE = "106540352242922", "107788990011223"
 ACME_KEY, GLOBEX_KEY = "wpk_acme-test-key", "wpk_globex-test-key"

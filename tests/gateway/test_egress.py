@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable
 
 import pytest
 from aiohttp import web
 
-from tests.gateway.conftest import Gateway, Hit, Receiver, envelope, eventually, text_message
+from tests.gateway.conftest import GatewayFactory, Hit, Receivers, envelope, eventually, text_message
 from tests.gateway.test_delivery import ACME_PHONE, ACME_WABA, two_tenants
 from wabaplane.gateway.delivery import Breaker
 from wabaplane.gateway.ssrf import DestinationRefused, EgressPolicy, GuardedResolver
-
-GatewayFactory = Callable[..., Awaitable[Gateway]]
-Receivers = Callable[[], Awaitable[Receiver]]
 
 
 @pytest.mark.parametrize(

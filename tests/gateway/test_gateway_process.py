@@ -24,6 +24,7 @@ from tests.gateway.conftest import (
     APP_SECRET,
     VERIFY_TOKEN,
     Receiver,
+    Receivers,
     eventually,
     signed,
     text_message,
@@ -35,7 +36,6 @@ from wabaplane.emulator.graph import EMULATOR_KEY
 from wabaplane.emulator.seed import Seed
 
 pytestmark = pytest.mark.cluster
-Receivers = Callable[[], Awaitable[Receiver]]
 API_KEY = "wpk_process-test-key"
 
 

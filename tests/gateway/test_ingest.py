@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from hypothesis import strategies as st
 from tests.gateway.conftest import (
     APP_SECRET,
     VERIFY_TOKEN,
-    Gateway,
+    GatewayFactory,
     envelope,
     make_view,
     number_obj,
@@ -26,7 +25,6 @@ from wabaplane.emulator.webhooks import sign
 from wabaplane.gateway.cluster import ClusterView
 
 WABA, PHONE = "102290129340398", "106540352242922"
-GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 
 def acme_view(url: str | None = "https://acme.example/hook") -> ClusterView:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,9 @@ from tests.gateway.conftest import (
     APP_SECRET,
     VERIFY_TOKEN,
     Gateway,
+    GatewayFactory,
     Receiver,
+    Receivers,
     eventually,
     make_view,
     number_obj,
@@ -49,8 +51,6 @@ from wabaplane.emulator.engine import Emulator
 from wabaplane.emulator.graph import EMULATOR_KEY
 from wabaplane.emulator.seed import Seed
 
-GatewayFactory = Callable[..., Awaitable[Gateway]]
-Receivers = Callable[[], Awaitable[Receiver]]
 ACME_KEY, GLOBEX_KEY = "wpk_acme-send-key", "wpk_globex-send-key"
 CUSTOMER = "15551230000"
 ORDER_TEMPLATE = {"name": "order_update", "language": "en_US", "category": "UTILITY",
