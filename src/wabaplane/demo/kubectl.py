@@ -62,5 +62,11 @@ class Kubectl:
         return dict(json.loads(await self.run("get", *args, "-o", "json")))
 
     async def apply(self, objects: list[dict[str, Any]], *args: str) -> str:
-        document = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
-        return await self.run("apply", *args, "-f", "-", stdin=document)
+        return await self.run("apply", *args, "-f", "-", stdin=_as_list(objects))
+
+    async def delete(self, objects: list[dict[str, Any]], *args: str, within: float = 60) -> str:
+        return await self.run("delete", *args, "-f", "-", stdin=_as_list(objects), within=within)
+
+
+def _as_list(objects: list[dict[str, Any]]) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})

@@ -7,7 +7,6 @@ Whatever the demo starts it stops, in an order that lets the operator remove its
 from __future__ import annotations
 
 import base64
-import json
 import os
 import secrets
 import shutil
@@ -314,9 +313,8 @@ class Stack:
         others = [obj for obj in self.applied if obj not in custom]
         for batch in (custom, others):
             if batch:
-                document = json.dumps({"apiVersion": "v1", "kind": "List", "items": batch})
-                await self.kube.run("delete", "-n", self.namespace, "--ignore-not-found", "--wait=true",
-                                    "--timeout=120s", "-f", "-", stdin=document, within=130)  # fmt: skip
+                await self.kube.delete(batch, "-n", self.namespace, "--ignore-not-found", "--wait=true",
+                                       "--timeout=120s", within=130)  # fmt: skip
 
 
 def _kubeconfig_from_environment() -> Path | None:
