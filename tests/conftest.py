@@ -6,6 +6,8 @@ when WABAPLANE_TEST_KUBECONFIG names a kubeconfig, that cluster (kind, or any ot
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import socket
@@ -18,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -149,6 +152,19 @@ def wait_for(
             return
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+async def eventually(predicate: Callable[[], Any], within: float = 10.0, what: str = "condition") -> Any:
+    """Wait on state in async tests: poll the predicate (plain or async) until it is truthy, and return it."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        await asyncio.sleep(0.01)
+    pytest.fail(f"timed out after {within:.0f}s waiting for {what}")
 
 
 class RedirectTransport(httpx.HTTPTransport):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,14 +179,3 @@ async def harness(settings: EmulatorSettings, receivers: Callable[[str], Any]) -
         yield Harness(server, app[EMULATOR_KEY], str(server.make_url("")).rstrip("/"))
     finally:
         await server.close()
-
-
-async def eventually(predicate: Callable[[], Any], within: float = 5.0, what: str = "condition") -> Any:
-    """Wait on state: poll until the predicate is truthy, failing after `timeout`."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        await asyncio.sleep(0.01)
-    pytest.fail(f"timed out after {within}s waiting for {what}")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 from typing import Any
 
 import pytest
 
+from tests.conftest import eventually
 from tests.emulator.conftest import (
     ACME_BUSINESS,
     ACME_SALES,
@@ -18,7 +20,6 @@ from tests.emulator.conftest import (
     GLOBEX_TOKEN,
     GLOBEX_WABA,
     Harness,
-    eventually,
 )
 from wabaplane.emulator.config import EmulatorSettings, Limits
 from wabaplane.meta import errors
@@ -354,6 +355,21 @@ async def test_timeouts(harness: Harness) -> None:
     async with harness.client(timeout=0.1, max_retries=1) as client:
         with pytest.raises(errors.MetaUnreachable, match="timed out"):
             await client.phone_numbers(ACME_WABA, ACME_TOKEN)
+
+
+async def test_held_calls_wait_until_the_faults_are_cleared(harness: Harness) -> None:
+    await harness.control("POST", "faults", {"path": "/phone_numbers", "count": 2, "hold": True})
+    async with harness.client() as client:
+        calls = [asyncio.create_task(client.phone_numbers(ACME_WABA, ACME_TOKEN)) for _ in range(2)]
+
+        async def both_held() -> bool:
+            return bool((await harness.control("GET", "faults")).json()["data"][0]["held"] == 2)
+
+        await eventually(both_held, what="both calls held at the emulator")
+        assert not any(call.done() for call in calls)
+        assert (await harness.control("DELETE", "faults")).json() == {"faults": 0}
+        assert [len(numbers) for numbers in await asyncio.gather(*calls)] == [2, 2]
+        assert (await harness.control("GET", "faults")).json() == {"data": []}
 
 
 async def test_invalid_parameters(harness: Harness) -> None:

@@ -17,7 +17,7 @@ from pywa.handlers import MessageHandler, MessageStatusHandler
 from pywa.types.message import Message
 from pywa.types.message_status import MessageStatus
 
-from tests.conftest import RedirectTransport
+from tests.conftest import RedirectTransport, eventually
 from tests.emulator.conftest import (
     ACME_SUPPORT,
     ACME_TOKEN,
@@ -25,7 +25,6 @@ from tests.emulator.conftest import (
     CUSTOMER,
     VERIFY_TOKEN,
     Harness,
-    eventually,
 )
 
 

@@ -8,6 +8,7 @@ import json
 import re
 from typing import Any
 
+from tests.conftest import eventually
 from tests.emulator.conftest import (
     ACME_SUPPORT,
     ACME_TOKEN,
@@ -18,7 +19,6 @@ from tests.emulator.conftest import (
     GLOBEX_WABA,
     Harness,
     Receiver,
-    eventually,
 )
 
 

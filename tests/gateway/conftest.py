@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -233,15 +232,3 @@ async def gateway_factory(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
     for gateway in started:
         await gateway.client.aclose()
         await gateway.server.close()
-
-
-async def eventually(predicate: Callable[[], object], within: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.02)
-    pytest.fail(f"timed out after {within:.0f}s waiting for {what}")

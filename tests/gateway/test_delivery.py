@@ -15,13 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
+from tests.conftest import eventually
 from tests.gateway.conftest import (
     Gateway,
     GatewayFactory,
     Hit,
     Receivers,
     envelope,
-    eventually,
     make_view,
     number_obj,
     secret_obj,

@@ -7,7 +7,8 @@ import ipaddress
 import pytest
 from aiohttp import web
 
-from tests.gateway.conftest import GatewayFactory, Hit, Receivers, envelope, eventually, text_message
+from tests.conftest import eventually
+from tests.gateway.conftest import GatewayFactory, Hit, Receivers, envelope, text_message
 from tests.gateway.test_delivery import ACME_PHONE, ACME_WABA, two_tenants
 from wabaplane.gateway.delivery import Breaker
 from wabaplane.gateway.ssrf import DestinationRefused, EgressPolicy, GuardedResolver

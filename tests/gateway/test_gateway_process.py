@@ -18,14 +18,13 @@ import pytest
 from aiohttp.test_utils import TestServer
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import Kube, free_port
+from tests.conftest import Kube, eventually, free_port
 from tests.emulator.conftest import ACME_SALES, ACME_SUPPORT, ACME_WABA, SEED
 from tests.gateway.conftest import (
     APP_SECRET,
     VERIFY_TOKEN,
     Receiver,
     Receivers,
-    eventually,
     signed,
     text_message,
     webhook_secret_for,

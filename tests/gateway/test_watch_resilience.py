@@ -16,8 +16,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from tests.conftest import Kube
-from tests.gateway.conftest import eventually
+from tests.conftest import Kube, eventually
 from wabaplane.gateway.cluster import ClusterView, api_client, watch_cluster
 
 pytestmark = pytest.mark.cluster

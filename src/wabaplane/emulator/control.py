@@ -92,6 +92,7 @@ class FaultRequest(_Body):
     http_status: int | None = Field(default=None, ge=400, le=599)
     latency_ms: int = Field(default=0, ge=0, le=60000)
     reset: bool = False
+    hold: bool = Field(default=False, description="Matching calls wait until the faults are cleared.")
 
 
 async def _parse(request: web.Request, model: type[M]) -> M:
@@ -281,8 +282,18 @@ async def add_fault(request: web.Request) -> web.Response:
     return web.json_response({"faults": len(request.app[FAULTS_KEY])})
 
 
+@routes.get("/_emulator/faults")
+async def list_faults(request: web.Request) -> web.Response:
+    return web.json_response({"data": [
+        {"method": f.method, "path": f.path, "remaining": f.count, "hold": f.hold, "held": f.held}
+        for f in request.app[FAULTS_KEY]
+    ]})  # fmt: skip
+
+
 @routes.delete("/_emulator/faults")
 async def clear_faults(request: web.Request) -> web.Response:
+    for fault in request.app[FAULTS_KEY]:
+        fault.released.set()
     request.app[FAULTS_KEY].clear()
     return web.json_response({"faults": 0})
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +18,11 @@ from wabaplane.meta.envelope import GraphError, not_found
 
 @dataclass
 class Fault:
-    """The next `count` calls matching method and path fail as configured."""
+    """The next `count` calls matching method and path fail as configured.
+
+    A held call waits until the faults are cleared, so a test can keep calls in flight at "Meta" for
+    exactly as long as it needs instead of guessing a latency.
+    """
 
     method: str
     path: str
@@ -27,6 +31,9 @@ class Fault:
     http_status: int | None = None
     latency_ms: int = 0
     reset: bool = False
+    hold: bool = False
+    held: int = 0
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     def matches(self, method: str, path: str) -> bool:
         return self.count > 0 and self.method in {"*", method} and re.search(self.path, path) is not None
@@ -46,6 +53,12 @@ async def graph_handler(request: web.Request) -> web.StreamResponse:
     if fault is not None:
         if fault.latency_ms:
             await asyncio.sleep(fault.latency_ms / 1000)
+        if fault.hold:
+            fault.held += 1
+            try:
+                await fault.released.wait()
+            finally:
+                fault.held -= 1
         if fault.reset:
             assert request.transport is not None
             request.transport.abort()

@@ -35,6 +35,9 @@ from wabaplane.store.messagelog import month_of
 logger = logging.getLogger("wabaplane.gateway.sending")
 SUSPENDED_CODE = 4030001
 REFUSED = "wabaplane gateway refused the send: "
+# A tenant's sends wait for one of its own slots (its burst, at most this many), so a tenant whose calls
+# hang at Meta holds only its own slots and never delays another tenant's send.
+MAX_SENDS_IN_FLIGHT_PER_TENANT = 64
 Refuse = Callable[..., Awaitable[web.Response]]
 
 
@@ -228,7 +231,9 @@ async def _forward(request: web.Request, tenant: TenantInfo, number: NumberInfo,
     url = (
         f"{settings.graph_url.rstrip('/')}/{request.match_info['version']}/{number.phone_number_id}/messages"
     )
-    semaphore = app[keys.SEND_SLOTS].setdefault(tenant.key, asyncio.Semaphore(max(1, min(tenant.burst, 64))))
+    semaphore = app[keys.SEND_SLOTS].setdefault(
+        tenant.key, asyncio.Semaphore(max(1, min(tenant.burst, MAX_SENDS_IN_FLIGHT_PER_TENANT)))
+    )
     started = time.monotonic()
     async with semaphore:
         try:
