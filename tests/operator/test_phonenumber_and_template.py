@@ -89,6 +89,12 @@ def test_duplicate_claims_conflict_and_the_older_keeps_the_number(
     assert loser is not None
     assert (holder["status"], holder["reason"]) == ("False", "Owned")
     assert (loser["status"], loser["reason"]) == ("True", "NumberClaimed")
+    # Once the holder is gone the number passes to "second" at once (the resync here is an hour away).
+    first_uid = get(kube, namespace, "phonenumber", "first")["metadata"]["uid"]
+    kube.run("delete", "phonenumber", "-n", namespace, "first", "--wait=true", "--timeout=30s")
+    taken = wait_condition(kube, namespace, "phonenumber", "second", "Ready", "True")
+    assert (condition(taken, "Conflict") or {}).get("reason") == "Owned"
+    assert taken["metadata"]["annotations"]["claims.wabaplane.io/released-by"] == first_uid
 
 
 def test_a_wrong_pin_is_reported_and_not_retried(

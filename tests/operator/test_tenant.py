@@ -17,6 +17,7 @@ from tests.operator.conftest import (
     BROAD_TOKEN,
     Emulator,
     apply,
+    condition,
     get,
     onboard_acme,
     secret,
@@ -136,7 +137,7 @@ def test_a_token_that_reaches_other_wabas_is_refused(
 def test_a_second_tenant_for_the_same_waba_is_refused_and_gets_nothing(
     kube: Kube, namespace: str, emulator: Emulator, operator: KopfRunner
 ) -> None:
-    onboard_acme(kube, namespace)
+    refused_holder_uid = onboard_acme(kube, namespace)["metadata"]["uid"]
     calls_before = len(emulator.requests())
     apply(kube, namespace, tenant("copycat"))
     refused = wait_condition(kube, namespace, "tenant", "copycat", "Ready", "False", "WabaClaimed")
@@ -152,6 +153,12 @@ def test_a_second_tenant_for_the_same_waba_is_refused_and_gets_nothing(
     missing = kube.run("get", "secret", "-n", namespace, "copycat-api-key", "copycat-webhook-secret",
                        "--ignore-not-found", "-o", "name")  # fmt: skip
     assert missing.stdout.strip() == ""
+    # Once the holder is gone the WABA passes to copycat at once (the resync here is an hour away).
+    kube.run("delete", "tenant", "-n", namespace, "acme", "--wait=true", "--timeout=30s")
+    taken = wait_condition(kube, namespace, "tenant", "copycat", "Ready", "True")
+    assert (condition(taken, "Conflict") or {}).get("reason") == "Owned"
+    assert taken["metadata"]["annotations"]["claims.wabaplane.io/released-by"] == refused_holder_uid
+    assert emulator.state()["wabas"][ACME_WABA]["subscribed_apps"] == [APP_ID], "copycat subscribed it again"
 
 
 def test_expiring_tokens_are_flagged(

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import kopf
 
+from wabaplane.api.common import GROUP
 from wabaplane.meta import errors
 from wabaplane.meta.client import GraphClient
 from wabaplane.operator import conditions, reasons
@@ -39,6 +40,33 @@ def claim_of(body: kopf.Body) -> Claim:
     holds = any(c.get("type") == reasons.CONFLICT and c.get("status") == "False" for c in conditions_)
     return (metadata.get("creationTimestamp", ""), 0 if holds else 1, metadata["uid"], metadata["namespace"],
             metadata["name"])  # fmt: skip
+
+
+# Outside kopf's own `wabaplane.io/` prefix on purpose: kopf leaves annotations under its prefix out of
+# the diff, and this one must count as a change so that the claimant's update handler runs at once.
+CLAIM_RELEASED_ANNOTATION = f"claims.{GROUP}/released-by"
+
+
+async def hand_over_claim(plural: str, released: kopf.Body, claimed: str, claims: kopf.Index[str, Any],
+                          kube: Kube) -> str | None:  # fmt: skip
+    """After the holder of a claim is gone, wake the next claimant so it takes over now, not at resync.
+
+    kopf calls no handler of an object when an index entry of another object changes; annotating the
+    next claimant with the released holder's uid is a change its update handler sees. Returns the
+    woken claimant's "namespace/name", or None when the released object did not hold the claim or
+    nobody else claims it.
+    """
+    conflict = conditions.get((released.get("status") or {}).get("conditions") or [], reasons.CONFLICT)
+    if conflict is None or conflict.get("status") != "False":
+        return None
+    for _, _, uid, namespace, name in sorted(claims.get(claimed, [])):
+        if uid == released["metadata"]["uid"]:
+            continue
+        if await kube.annotate(
+            plural, namespace, name, {CLAIM_RELEASED_ANNOTATION: released["metadata"]["uid"]}
+        ):
+            return f"{namespace}/{name}"
+    return None
 
 
 def as_body(obj: Mapping[str, Any]) -> kopf.Body:

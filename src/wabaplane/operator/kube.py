@@ -119,6 +119,21 @@ class Kube:
             {"status": status},
         )
 
+    async def annotate(
+        self, plural: str, namespace: str, name: str, annotations: Mapping[str, str | None]
+    ) -> bool:
+        """Set (or with None remove) annotations; False when the object no longer exists."""
+        try:
+            await asyncio.to_thread(
+                self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, plural, name,
+                {"metadata": {"annotations": dict(annotations)}},
+            )  # fmt: skip
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
     async def list_objects(self, plural: str, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """Every object of a wabaplane kind in these namespaces (or the whole cluster without any).
 

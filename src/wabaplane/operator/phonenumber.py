@@ -12,10 +12,19 @@ from wabaplane.api.common import GROUP, VERSION
 from wabaplane.meta import errors
 from wabaplane.meta.models import PhoneNumberInfo
 from wabaplane.operator import conditions, reasons
-from wabaplane.operator.context import Claim, Clients, StatusBook, claim_of, clients, meta_errors
+from wabaplane.operator.context import (
+    Claim,
+    Clients,
+    StatusBook,
+    claim_of,
+    clients,
+    hand_over_claim,
+    meta_errors,
+)
 from wabaplane.operator.tenant import token_secret_name
 
 PLURAL = "phonenumbers"
+logger = logging.getLogger("wabaplane.operator.phonenumber")
 REQUIRED = [reasons.CONFLICT, reasons.TENANT_READY, reasons.OWNERSHIP_PROVEN, reasons.REGISTERED]
 # Registration is limited to 10 calls per 72 h: a failed attempt is never repeated for the same
 # spec generation; this annotation records the generation last attempted.
@@ -33,6 +42,17 @@ def phone_claims(body: kopf.Body, **_: Any) -> dict[str, Claim]:
 @kopf.on.update(GROUP, VERSION, PLURAL)
 async def reconcile_phone_number(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     await reconcile(body, patch, clients(memo), kwargs["phone_claims"])
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def hand_over_number(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A deleted PhoneNumber's number goes to the next PhoneNumber claiming it, at once."""
+    if type != "DELETED":
+        return
+    woken = await hand_over_claim(PLURAL, body, str(body["spec"]["phoneNumberId"]), kwargs["phone_claims"],
+                                  clients(memo).kube)  # fmt: skip
+    if woken is not None:  # the operator's log only: an Event would name it in the released one's namespace
+        logger.info("number released: PhoneNumber %s claims it next", woken)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=60.0, initial_delay=60.0, idle=30.0)
@@ -108,7 +128,7 @@ async def reconcile(
 
 
 def _log_conflict(body: kopf.Body, holder: tuple[str, int, str, str, str]) -> None:
-    logging.getLogger("wabaplane.operator").warning(
+    logger.warning(
         "PhoneNumber %s/%s claims phone number id %s, already held by %s/%s",
         body["metadata"]["namespace"], body["metadata"]["name"], body["spec"]["phoneNumberId"], holder[3], holder[4],
     )  # fmt: skip

@@ -15,7 +15,15 @@ import kopf
 from wabaplane.api.common import GROUP, VERSION
 from wabaplane.meta import errors
 from wabaplane.operator import reasons
-from wabaplane.operator.context import Claim, Clients, StatusBook, claim_of, clients, meta_errors
+from wabaplane.operator.context import (
+    Claim,
+    Clients,
+    StatusBook,
+    claim_of,
+    clients,
+    hand_over_claim,
+    meta_errors,
+)
 from wabaplane.operator.kube import TENANT_LABEL
 
 logger = logging.getLogger("wabaplane.operator.tenant")
@@ -68,6 +76,17 @@ def waba_claims(body: kopf.Body, **_: Any) -> dict[str, Claim]:
 @kopf.on.update(GROUP, VERSION, PLURAL)
 async def reconcile_tenant(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     await reconcile(body, patch, clients(memo), kwargs["waba_claims"])
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def hand_over_waba(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A deleted Tenant's WABA goes to the next Tenant claiming it, at once."""
+    if type != "DELETED":
+        return
+    woken = await hand_over_claim(PLURAL, body, str(body["spec"]["wabaId"]), kwargs["waba_claims"],
+                                  clients(memo).kube)  # fmt: skip
+    if woken is not None:  # the operator's log only: an Event would name it in the released one's namespace
+        logger.info("WABA released: Tenant %s claims it next", woken)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, annotations={ROTATE_ANNOTATION: kopf.PRESENT})
