@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -207,15 +208,29 @@ def emulator(
 @click.option(
     "--peering",
     default=None,
-    help="Coordinate with other replicas through this kopf peering object (the chart installs it); "
-    "without it the operator runs standalone, so run exactly one replica.",
+    help="Run as one of several replicas, coordinated through the KopfPeering object of this name in "
+    "each watched namespace (the chart creates it when operator.replicas > 1): one replica works, the "
+    "others wait. Without it the operator runs standalone, so run exactly one replica.",
+)
+@click.option(
+    "--priority",
+    type=int,
+    default=None,
+    envvar="WABAPLANE_OPERATOR_PRIORITY",
+    help="Peering priority: the live replica with the highest works. Default: older replicas first, "
+    "so a new replica waits and a rolling update hands over when the old one stops.",
 )
 @click.option(
     "--liveness", default="http://0.0.0.0:8080/healthz", show_default=True, help="Liveness endpoint."
 )
 @click.option("--verbose", is_flag=True, help="Debug logging.")
 def operator(
-    namespaces: tuple[str, ...], all_namespaces: bool, peering: str | None, liveness: str, verbose: bool
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    peering: str | None,
+    priority: int | None,
+    liveness: str,
+    verbose: bool,
 ) -> None:
     """Run the operator (kopf). The Meta app comes from WABAPLANE_META_APP_ID / _SECRET and friends."""
     import kopf
@@ -229,13 +244,25 @@ def operator(
         raise click.ClickException(str(error)) from None
     os.environ["WABAPLANE_NAMESPACES"] = ",".join(namespaces)
     kopf.configure(verbose=verbose)
+    if priority is not None and peering is None:
+        raise click.UsageError("--priority only matters with --peering")
     kopf.run(
         standalone=peering is None,
         peering_name=peering,
+        priority=(priority if priority is not None else seniority()) if peering else None,
         namespaces=list(namespaces),
         clusterwide=all_namespaces or not namespaces,
         liveness_endpoint=liveness,
     )
+
+
+def seniority() -> int:
+    """A peering priority that ranks replicas by start time, oldest highest.
+
+    kopf freezes every replica when two share a priority, so the start time is taken to the
+    microsecond; kopf stores priorities as JSON integers, which Kubernetes keeps as int64.
+    """
+    return -(time.time_ns() // 1000)
 
 
 def _durations(_: click.Context, __: click.Parameter, value: str | None) -> tuple[float, ...] | None:

@@ -15,6 +15,7 @@ from wabaplane.meta import errors
 from wabaplane.meta.client import GraphClient
 from wabaplane.operator import conditions, reasons
 from wabaplane.operator.kube import Kube
+from wabaplane.operator.metrics import RECONCILES
 from wabaplane.operator.settings import OperatorSettings
 
 
@@ -156,6 +157,8 @@ class StatusBook:
             patch.status[key] = value
         patch.status["conditions"] = self.current
         patch.status["observedGeneration"] = self.generation
+        ready = conditions.get(self.current, reasons.READY)
+        RECONCILES.labels(kind=self.body.get("kind", ""), ready=ready["status"] if ready else "Unknown").inc()
 
 
 @contextmanager

@@ -14,18 +14,14 @@ from typing import Any
 
 import kopf
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from wabaplane.operator import messagetemplate, reasons
 from wabaplane.operator.context import Clients, StatusBook, as_body, post_event
 from wabaplane.operator.kube import Kube
+from wabaplane.operator.metrics import MANAGEMENT_EVENTS
 
 logger = logging.getLogger("wabaplane.operator.management")
-EVENTS = Counter(
-    "wabaplane_operator_management_events_total",
-    "Management events received from the gateway",
-    ["field", "outcome"],
-)
 CLIENTS_KEY = web.AppKey("clients", Clients)
 # Status fields stamped with the Meta time of the last event applied to the object.
 LAST_EVENT = "lastEventTime"
@@ -43,7 +39,7 @@ def create_app(shared: Clients) -> web.Application:
 
 
 async def metrics(_: web.Request) -> web.Response:
-    """The operator's Prometheus metrics (management events), for the chart's ServiceMonitor."""
+    """The operator's Prometheus metrics (reconciles, management events), for the chart's ServiceMonitor."""
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -73,7 +69,7 @@ async def receive(request: web.Request) -> web.Response:
             )
         except kopf.PermanentError as error:
             outcome = f"rejected: {error}"
-        EVENTS.labels(field=field, outcome=outcome.split(":")[0]).inc()
+        MANAGEMENT_EVENTS.labels(field=field, outcome=outcome.split(":")[0]).inc()
         outcomes.append({"field": field, "outcome": outcome})
     return web.json_response({"results": outcomes})
 
