@@ -233,6 +233,8 @@ def operator(
     verbose: bool,
 ) -> None:
     """Run the operator (kopf). The Meta app comes from WABAPLANE_META_APP_ID / _SECRET and friends."""
+    if priority is not None and peering is None:
+        raise click.UsageError("--priority only matters with --peering: a standalone operator has no peers")
     import kopf
 
     import wabaplane.operator.handlers  # noqa: F401 - registers the handlers
@@ -244,8 +246,6 @@ def operator(
         raise click.ClickException(str(error)) from None
     os.environ["WABAPLANE_NAMESPACES"] = ",".join(namespaces)
     kopf.configure(verbose=verbose)
-    if priority is not None and peering is None:
-        raise click.UsageError("--priority only matters with --peering")
     kopf.run(
         standalone=peering is None,
         peering_name=peering,
