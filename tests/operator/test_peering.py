@@ -99,6 +99,7 @@ def test_two_replicas_one_works_and_the_other_takes_over_when_it_stops(
     kube: Kube, namespace: str, emulator: Emulator, tmp_path: Path, peering: None
 ) -> None:
     with replica(kube, namespace, emulator, tmp_path, "first") as first:
+        # The replica created the KopfPeering object itself, before it watched anything.
         wait_for(lambda: "first" in peers(kube, namespace), what="the first replica in the peering")
         onboard_acme(kube, namespace)
         assert first.reconciles() > 0
@@ -116,3 +117,19 @@ def test_two_replicas_one_works_and_the_other_takes_over_when_it_stops(
             apply(kube, namespace, phone("support", ACME_SUPPORT))
             wait_condition(kube, namespace, "phonenumber", "support", "Ready", "True")
     assert ACME_TOKEN not in first.log.read_text() + second.log.read_text()
+
+
+def test_peering_without_kopfs_crd_stops_with_what_to_install(kube: Kube, emulator: Emulator) -> None:
+    # Cluster-wide peering uses ClusterKopfPeering, whose CRD nothing here installs.
+    env = {
+        **os.environ,
+        **OPERATOR_ENV,
+        "WABAPLANE_GRAPH_URL": emulator.url,
+        "KUBECONFIG": str(kube.kubeconfig),
+    }
+    command = [str(Path(sys.executable).parent / "wabaplane"), "operator", "--all-namespaces", "--peering", PEERING,
+               "--liveness", f"http://127.0.0.1:{free_port()}/healthz"]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+    assert "clusterkopfpeerings.kopf.dev" in result.stdout + result.stderr
+    assert "charts/wabaplane/files/kopfpeerings.yaml" in result.stdout + result.stderr

@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 from aiohttp import web
+from kubernetes.client.exceptions import ApiException
 
 from wabaplane.api.common import GROUP
 from wabaplane.meta.client import GraphClient
@@ -42,6 +43,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
     )
     shared = Clients(settings=operator_settings, graph=graph, kube=Kube())
     memo["clients"] = shared
+    if not settings.peering.standalone and settings.peering.name:
+        namespaces = () if settings.peering.clusterwide else operator_settings.namespaces
+        await _ensure_peering(shared.kube, settings.peering.name, namespaces)
+        logger.info("peering through %r with priority %d", settings.peering.name, settings.peering.priority)
     if operator_settings.management_token:
         runner = web.AppRunner(management.create_app(shared), handle_signals=False)
         await runner.setup()
@@ -50,6 +55,24 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
         logger.info("management events endpoint on port %d", operator_settings.management_port)
     else:
         logger.warning("WABAPLANE_MANAGEMENT_TOKEN is not set: the management events endpoint is off")
+
+
+async def _ensure_peering(kube: Kube, name: str, namespaces: tuple[str, ...]) -> None:
+    # Startup handlers finish before kopf watches anything, so the peering object exists before this
+    # replica decides whether it works or waits. Without the CRD the operator stops: were the CRD
+    # added later without the object, every replica would work at once.
+    try:
+        await kube.ensure_peering(name, namespaces)
+    except ApiException as error:
+        if error.status == 404:
+            raise kopf.PermanentError(
+                "--peering needs kopf's peering CRD (kopfpeerings.kopf.dev; clusterkopfpeerings.kopf.dev for a "
+                "cluster-wide operator): the chart installs it with operator.replicas > 1, or apply "
+                "charts/wabaplane/files/kopfpeerings.yaml"
+            ) from None
+        raise kopf.PermanentError(
+            f"cannot create the peering object {name!r}: {error.status} {error.reason}"
+        ) from None
 
 
 @kopf.on.cleanup()

@@ -19,6 +19,7 @@ from wabaplane.api.common import GROUP, VERSION
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "wabaplane"}
 TENANT_LABEL = f"{GROUP}/tenant"
+PEERING_GROUP = "kopf.dev"
 
 
 def load_configuration() -> None:
@@ -133,6 +134,25 @@ class Kube:
                 return False
             raise
         return True
+
+    async def ensure_peering(self, name: str, namespaces: tuple[str, ...]) -> None:
+        """Create kopf's peering object (namespaced in each namespace, else cluster-wide) unless it exists.
+
+        kopf with a peering name only pauses for peers it sees in that object: were it missing, every
+        replica would work at once. Raises ApiException 404 when kopf's peering CRD is not installed.
+        """
+        body = {"apiVersion": f"{PEERING_GROUP}/v1", "metadata": {"name": name}}
+        for namespace in namespaces or (None,):
+            try:
+                if namespace is None:
+                    await asyncio.to_thread(self.custom.create_cluster_custom_object, PEERING_GROUP, "v1",
+                                            "clusterkopfpeerings", {**body, "kind": "ClusterKopfPeering"})  # fmt: skip
+                else:
+                    await asyncio.to_thread(self.custom.create_namespaced_custom_object, PEERING_GROUP, "v1",
+                                            namespace, "kopfpeerings", {**body, "kind": "KopfPeering"})  # fmt: skip
+            except ApiException as error:
+                if error.status != 409:
+                    raise
 
     async def list_objects(self, plural: str, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """Every object of a wabaplane kind in these namespaces (or the whole cluster without any).
