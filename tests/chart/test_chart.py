@@ -148,19 +148,77 @@ def test_pods_are_restricted_and_sized(values: Path) -> None:
             assert "livenessProbe" in container
 
 
-def test_operator_runs_alone_and_the_gateway_is_probed_and_protected() -> None:
-    manifests = render("-f", str(CHART / "ci" / "ha-values.yaml"))
-    deployments = {d["metadata"]["name"]: d for d in by_kind(manifests, "Deployment")}
-    operator, gateway = deployments["wp-wabaplane-operator"], deployments["wp-wabaplane-gateway"]
+def test_one_operator_replica_runs_alone() -> None:
+    manifests = render("-f", str(CHART / "ci" / "default-values.yaml"))
+    (operator,) = [
+        d for d in by_kind(manifests, "Deployment") if d["metadata"]["name"] == "wp-wabaplane-operator"
+    ]
     assert operator["spec"]["replicas"] == 1
     assert operator["spec"]["strategy"] == {"type": "Recreate"}
+    container = operator["spec"]["template"]["spec"]["containers"][0]
+    assert not [arg for arg in container["args"] if arg.startswith("--peering")]
+    assert "POD_ID" not in {e["name"] for e in container["env"]}
+    assert "kopfpeerings.kopf.dev" not in {
+        c["metadata"]["name"] for c in by_kind(manifests, "CustomResourceDefinition")
+    }
+    assert not any(
+        "kopf.dev" in rule["apiGroups"] for role in by_kind(manifests, "Role") for rule in role["rules"]
+    )
+    assert [p["metadata"]["name"] for p in by_kind(manifests, "PodDisruptionBudget")] == [
+        "wp-wabaplane-gateway"
+    ]
+
+
+def test_several_operator_replicas_peer() -> None:
+    manifests = render("-f", str(CHART / "ci" / "ha-values.yaml"))
+    (operator,) = [
+        d for d in by_kind(manifests, "Deployment") if d["metadata"]["name"] == "wp-wabaplane-operator"
+    ]
+    assert operator["spec"]["replicas"] == 2
+    assert operator["spec"]["strategy"] == {"type": "RollingUpdate",
+                                            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}  # fmt: skip
+    container = operator["spec"]["template"]["spec"]["containers"][0]
+    assert "--peering=wp-wabaplane-operator" in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    (crd,) = [
+        c
+        for c in by_kind(manifests, "CustomResourceDefinition")
+        if c["metadata"]["name"] == "kopfpeerings.kopf.dev"
+    ]
+    assert crd["spec"] == yaml.safe_load((CHART / "files" / "kopfpeerings.yaml").read_text())["spec"]
+    operator_roles = [
+        r for r in by_kind(manifests, "Role") if r["metadata"]["name"] == "wp-wabaplane-operator"
+    ]
+    assert sorted(r["metadata"]["namespace"] for r in operator_roles) == [
+        "wabaplane-ci-team-a",
+        "wabaplane-ci-team-b",
+    ]
+    for role in operator_roles:
+        assert {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"],
+                "verbs": ["get", "list", "watch", "create", "patch"]} in role["rules"]  # fmt: skip
+    budgets = {p["metadata"]["name"]: p["spec"] for p in by_kind(manifests, "PodDisruptionBudget")}
+    assert budgets["wp-wabaplane-operator"]["maxUnavailable"] == 1
+    elsewhere = render(
+        "-f", str(CHART / "ci" / "ha-values.yaml"), "--set", "operator.installPeeringCrd=false"
+    )
+    assert "kopfpeerings.kopf.dev" not in {
+        c["metadata"]["name"] for c in by_kind(elsewhere, "CustomResourceDefinition")
+    }
+
+
+def test_the_gateway_is_probed_and_protected() -> None:
+    manifests = render("-f", str(CHART / "ci" / "ha-values.yaml"))
+    deployments = {d["metadata"]["name"]: d for d in by_kind(manifests, "Deployment")}
+    gateway = deployments["wp-wabaplane-gateway"]
     assert "readinessProbe" in gateway["spec"]["template"]["spec"]["containers"][0]
     args = gateway["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=wabaplane-ci-team-a" in args
     assert "--namespace=wabaplane-ci-team-b" in args
     assert "--replicas=8" in args, "each replica's fallback share assumes the most replicas the HPA allows"
     assert "replicas" not in gateway["spec"], "the HPA owns the replica count"
-    assert by_kind(manifests, "PodDisruptionBudget")[0]["spec"]["maxUnavailable"] == 1
+    budgets = {p["metadata"]["name"]: p["spec"] for p in by_kind(manifests, "PodDisruptionBudget")}
+    assert budgets["wp-wabaplane-gateway"]["maxUnavailable"] == 1
     assert by_kind(manifests, "HorizontalPodAutoscaler")[0]["spec"]["maxReplicas"] == 8
     env = {e["name"]: e for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["WABAPLANE_STORE_URL"]["valueFrom"]["secretKeyRef"] == {

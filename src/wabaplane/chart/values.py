@@ -92,6 +92,17 @@ class Operator(Pod):
         },
         description="Requests and limits of the operator's container.",
     )
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        description="Operator replicas. One is replaced with Recreate; more peer through a KopfPeering "
+        "object (kopf): the oldest works, the others wait and take over when it stops.",
+    )
+    install_peering_crd: bool = Field(
+        default=True,
+        description="With replicas > 1, install kopf's KopfPeering CRD (kopfpeerings.kopf.dev). Turn off "
+        "when another kopf operator's release already installs it.",
+    )
     verbose: bool = Field(default=False, description="Debug logging.")
     settings: OperatorSettings = Field(
         default_factory=OperatorSettings, description="Timings of the operator."
@@ -225,7 +236,7 @@ class Values(_Values):
         "gateway get Roles in exactly these namespaces (never cluster-wide Secret access).",
     )
     meta: Meta = Field(default_factory=Meta, description="The Meta app.")
-    operator: Operator = Field(default_factory=Operator, description="The operator (one replica, Recreate).")
+    operator: Operator = Field(default_factory=Operator, description="The operator.")
     gateway: Gateway = Field(default_factory=Gateway, description="The gateway.")
     network_policy: NetworkPolicy = Field(default_factory=NetworkPolicy, description="NetworkPolicies.")
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Prometheus and Grafana.")
