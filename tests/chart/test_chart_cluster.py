@@ -17,6 +17,7 @@ import yaml
 
 from tests.chart.conftest import CHART, CI_VALUES, as_yaml, helm, render, stub_monitoring_crds
 from tests.conftest import EXAMPLES_DIR, REPO, Kube, wait_for
+from tests.operator.replicas import install_peering_crd, peers, replica
 
 pytestmark = pytest.mark.cluster
 RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
@@ -119,8 +120,10 @@ def service_account_kubeconfig(kube: Kube, namespace: str, account: str, path: P
     return path
 
 
-def install_rbac(scratch: Scratch, release: str, release_namespace: str, tenants_namespace: str) -> None:
-    manifests = render("-f", DEFAULT_VALUES, "--set", f"watchNamespaces={{{tenants_namespace}}}",
+def install_rbac(
+    scratch: Scratch, release: str, release_namespace: str, tenants_namespace: str, *settings: str
+) -> None:
+    manifests = render("-f", DEFAULT_VALUES, "--set", f"watchNamespaces={{{tenants_namespace}}}", *settings,
                        namespace=release_namespace, release=release)  # fmt: skip
     scratch.apply([m for m in manifests if m["kind"] in RBAC_KINDS])
 
@@ -156,6 +159,7 @@ ALLOWED = [
     ("operator", "patch", "tenants.wabaplane.io/status", "tenants"),
     ("operator", "create", "secrets", "tenants"),
     ("operator", "create", "events", "tenants"),
+    ("operator", "watch", "namespaces", "all"),
 ]
 REFUSED = [
     ("gateway", "list", "secrets", "all"),
@@ -218,3 +222,22 @@ def test_helm_install_then_upgrade_keeps_the_generated_tokens(kube: Kube, scratc
     helm("upgrade", release, str(CHART), *common, "--set", "gateway.maxInFlightRequests=128")
     assert tokens() == first
     helm("uninstall", release, "--namespace", namespace, "--kubeconfig", str(kube.kubeconfig))
+
+
+def test_peering_operator_replicas_work_with_the_chart_roles(
+    kube: Kube, scratch: Scratch, tmp_path: Path
+) -> None:
+    release = unique("wp")
+    release_namespace = scratch.namespace(unique("wp-system"))
+    tenants = scratch.namespace(unique("wp-tenants"))
+    install_rbac(scratch, release, release_namespace, tenants, "--set", "operator.replicas=2")
+    install_peering_crd(kube)
+    account = f"{release}-wabaplane-operator"
+    credentials = service_account_kubeconfig(
+        kube, release_namespace, account, tmp_path / "operator.kubeconfig"
+    )
+    # Meta is never called: the namespace holds no tenant.
+    with replica(credentials, tenants, "http://127.0.0.1:9", tmp_path, "first", account):
+        wait_for(lambda: set(peers(kube, tenants, account)) == {"first"}, what="the first replica peered")
+        with replica(credentials, tenants, "http://127.0.0.1:9", tmp_path, "second", account):
+            wait_for(lambda: set(peers(kube, tenants, account)) == {"first", "second"}, what="both peered")
