@@ -19,15 +19,18 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 # PostgreSQL and Redis from Debian's packages, installed once; the tests start and stop their own
-# throw-away servers on loopback ports.
+# throw-away servers on loopback ports. Debian's prometheus package brings promtool, which checks
+# and unit-tests the chart's alerts (the Prometheus server itself is never started).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 services:
-	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null; then \
-		echo "==> PostgreSQL and Redis already installed"; \
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null \
+			&& command -v promtool >/dev/null; then \
+		echo "==> PostgreSQL, Redis and promtool already installed"; \
 	else \
-		echo "==> Installing PostgreSQL and Redis from Debian's packages"; \
+		echo "==> Installing PostgreSQL, Redis and Prometheus (for promtool) from Debian's packages"; \
 		$(SUDO) apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends postgresql redis-server; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends \
+			postgresql redis-server prometheus; \
 	fi
 
 # etcd, kube-apiserver and kube-controller-manager, built once from the Go modules and cached
