@@ -48,26 +48,28 @@ def claim_of(body: kopf.Body) -> Claim:
 CLAIM_RELEASED_ANNOTATION = f"claims.{GROUP}/released-by"
 
 
-async def hand_over_claim(plural: str, released: kopf.Body, claimed: str, claims: kopf.Index[str, Any],
-                          kube: Kube) -> str | None:  # fmt: skip
-    """After the holder of a claim is gone, wake the next claimant so it takes over now, not at resync.
+async def hand_over_claim(event_type: str | None, released: kopf.Body, claimed: str,
+                          claims: kopf.Index[str, Any], kube: Kube) -> None:  # fmt: skip
+    """When the holder of a claim is deleted, wake the next claimant so it takes over now, not at resync.
 
     kopf calls no handler of an object when an index entry of another object changes; annotating the
-    next claimant with the released holder's uid is a change its update handler sees. Returns the
-    woken claimant's "namespace/name", or None when the released object did not hold the claim or
-    nobody else claims it.
+    next claimant with the released holder's uid is a change its update handler sees. Nothing to do
+    for other events, or when the deleted object did not hold the claim.
     """
     conflict = conditions.get((released.get("status") or {}).get("conditions") or [], reasons.CONFLICT)
-    if conflict is None or conflict.get("status") != "False":
-        return None
-    for _, _, uid, namespace, name in sorted(claims.get(claimed, [])):
-        if uid == released["metadata"]["uid"]:
-            continue
-        if await kube.annotate(
-            plural, namespace, name, {CLAIM_RELEASED_ANNOTATION: released["metadata"]["uid"]}
+    if event_type != "DELETED" or conflict is None or conflict.get("status") != "False":
+        return
+    plural, uid = f"{released['kind'].lower()}s", released["metadata"]["uid"]
+    for _, _, claimant_uid, namespace, name in sorted(claims.get(claimed, [])):
+        if claimant_uid != uid and await kube.annotate(
+            plural, namespace, name, {CLAIM_RELEASED_ANNOTATION: uid}
         ):
-            return f"{namespace}/{name}"
-    return None
+            # The operator's log only: an Event would name the claimant in the released one's namespace.
+            logging.getLogger("wabaplane.operator").info(
+                "%s %s released: %s %s/%s claims it next", released["kind"], claimed, released["kind"], namespace,
+                name,
+            )  # fmt: skip
+            return
 
 
 def as_body(obj: Mapping[str, Any]) -> kopf.Body:

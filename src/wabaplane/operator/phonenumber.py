@@ -47,12 +47,9 @@ async def reconcile_phone_number(body: kopf.Body, patch: kopf.Patch, memo: kopf.
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def hand_over_number(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """A deleted PhoneNumber's number goes to the next PhoneNumber claiming it, at once."""
-    if type != "DELETED":
-        return
-    woken = await hand_over_claim(PLURAL, body, str(body["spec"]["phoneNumberId"]), kwargs["phone_claims"],
-                                  clients(memo).kube)  # fmt: skip
-    if woken is not None:  # the operator's log only: an Event would name it in the released one's namespace
-        logger.info("number released: PhoneNumber %s claims it next", woken)
+    await hand_over_claim(
+        type, body, str(body["spec"]["phoneNumberId"]), kwargs["phone_claims"], clients(memo).kube
+    )
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=60.0, initial_delay=60.0, idle=30.0)

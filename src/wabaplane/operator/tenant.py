@@ -81,12 +81,7 @@ async def reconcile_tenant(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def hand_over_waba(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """A deleted Tenant's WABA goes to the next Tenant claiming it, at once."""
-    if type != "DELETED":
-        return
-    woken = await hand_over_claim(PLURAL, body, str(body["spec"]["wabaId"]), kwargs["waba_claims"],
-                                  clients(memo).kube)  # fmt: skip
-    if woken is not None:  # the operator's log only: an Event would name it in the released one's namespace
-        logger.info("WABA released: Tenant %s claims it next", woken)
+    await hand_over_claim(type, body, str(body["spec"]["wabaId"]), kwargs["waba_claims"], clients(memo).kube)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, annotations={ROTATE_ANNOTATION: kopf.PRESENT})
