@@ -10,8 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import Kube, free_port, wait_for
 from tests.operator.conftest import (
     ACME_SUPPORT,
@@ -24,8 +22,6 @@ from tests.operator.conftest import (
     wait_condition,
 )
 from tests.operator.replicas import Replica, install_peering_crd, peers, replica
-
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 PEERING = "wabaplane"
 
