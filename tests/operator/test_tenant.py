@@ -82,8 +82,11 @@ def test_tenant_lifecycle(
 
     kube.run("delete", "-n", namespace, "tenant", "acme", "--timeout=30s")
     assert emulator.state()["wabas"][ACME_WABA]["subscribed_apps"] == []
+    # The garbage collector learns of new CRDs on its 30 s discovery resync: on a cluster whose CRDs
+    # were just installed, the owned Secrets can wait that long before it follows their owner.
     wait_for(
         lambda: kube.run("get", "secret", "-n", namespace, "acme-api-key", check=False).returncode != 0,
+        timeout=90,
         what="garbage collection of the owned Secrets",
     )
 
