@@ -99,8 +99,8 @@ def running_operator(kube: Kube, namespace: str, emulator: Emulator, **env: str)
         args = ["run", "--standalone", "--namespace", namespace, "-m", "wabaplane.operator.handlers"]
         with KopfRunner(args, timeout=60) as runner:
             yield runner
-        # Collect the stopped operator's loop now, so that the known connection leak (see the
-        # issue notes) is reported inside the test that caused it, where it is tolerated.
+        # Collect the stopped operator's loop now, so that anything it left open (a session, a
+        # socket) is reported, as an error, in the test that ran it.
         gc.collect()
         assert runner.exception is None, runner.output
         assert runner.exit_code == 0, runner.output

@@ -29,12 +29,7 @@ from tests.operator.conftest import (
     wait_condition,
 )
 
-pytestmark = [
-    pytest.mark.cluster,
-    # Known defect, tracked in the issue notes: when the in-process operator (KopfRunner) stops,
-    # a few of kopf's own connections to the API server are left open (our clients are closed).
-    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-]
+pytestmark = [pytest.mark.cluster]
 
 
 def test_phone_number_lifecycle(kube: Kube, namespace: str, emulator: Emulator, operator: KopfRunner) -> None:
