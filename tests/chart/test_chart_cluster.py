@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,10 @@ def test_both_pods_pass_the_restricted_pod_security_standard(kube: Kube, scratch
         wait_for(created, timeout=60, what=f"the {component} pod to be admitted")
 
 
-def service_account_kubeconfig(kube: Kube, namespace: str, account: str, path: Path) -> Path:
-    token = kube.run("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
+def service_account_kubeconfig(kube: Kube, release: Release, component: str, path: Path) -> Path:
+    """A kubeconfig holding a token of the release's ServiceAccount for the component."""
+    account = release.account(component)
+    token = kube.run("create", "token", account, "-n", release.namespace, "--duration=1h").stdout.strip()
     config = yaml.safe_load(kube.kubeconfig.read_text())
     context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
     cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
@@ -120,35 +123,43 @@ def service_account_kubeconfig(kube: Kube, namespace: str, account: str, path: P
     return path
 
 
-def install_rbac(
-    scratch: Scratch, release: str, release_namespace: str, tenants_namespace: str, *settings: str
-) -> None:
-    manifests = render("-f", DEFAULT_VALUES, "--set", f"watchNamespaces={{{tenants_namespace}}}", *settings,
-                       namespace=release_namespace, release=release)  # fmt: skip
+@dataclass
+class Release:
+    name: str
+    namespace: str
+    tenants: str
+
+    def account(self, component: str) -> str:
+        return f"{self.name}-wabaplane-{component}"
+
+
+def install_rbac(scratch: Scratch, *settings: str) -> Release:
+    """The chart's RBAC for a new release in its own namespace, watching one tenants namespace."""
+    release = Release(
+        unique("wp"), scratch.namespace(unique("wp-system")), scratch.namespace(unique("wp-tenants"))
+    )
+    manifests = render("-f", DEFAULT_VALUES, "--set", f"watchNamespaces={{{release.tenants}}}", *settings,
+                       namespace=release.namespace, release=release.name)  # fmt: skip
     scratch.apply([m for m in manifests if m["kind"] in RBAC_KINDS])
+    return release
 
 
 def test_the_chart_roles_are_enough_for_the_whole_scenario(
     kube: Kube, scratch: Scratch, tmp_path: Path
 ) -> None:
-    release = unique("wp")
-    release_namespace = scratch.namespace(unique("wp-system"))
-    tenants = scratch.namespace(unique("wp-tenants"))
-    install_rbac(scratch, release, release_namespace, tenants)
-    operator = service_account_kubeconfig(kube, release_namespace, f"{release}-wabaplane-operator",
-                                          tmp_path / "operator.kubeconfig")  # fmt: skip
-    gateway = service_account_kubeconfig(kube, release_namespace, f"{release}-wabaplane-gateway",
-                                         tmp_path / "gateway.kubeconfig")  # fmt: skip
+    release = install_rbac(scratch)
+    operator = service_account_kubeconfig(kube, release, "operator", tmp_path / "operator.kubeconfig")
+    gateway = service_account_kubeconfig(kube, release, "gateway", tmp_path / "gateway.kubeconfig")
     result = subprocess.run(
         [str(Path(sys.executable).parent / "wabaplane"), "dev", "--once", "--kubeconfig", str(kube.kubeconfig),
-         "--namespace", tenants, "--existing-namespace", "--examples", str(EXAMPLES_DIR),
+         "--namespace", release.tenants, "--existing-namespace", "--examples", str(EXAMPLES_DIR),
          "--operator-kubeconfig", str(operator), "--gateway-kubeconfig", str(gateway), "--keep-logs"],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     assert "Every step passed." in result.stdout
     left = json.loads(
-        kube.run("get", "tenants,phonenumbers,messagetemplates", "-n", tenants, "-o", "json").stdout
+        kube.run("get", "tenants,phonenumbers,messagetemplates", "-n", release.tenants, "-o", "json").stdout
     )
     assert left["items"] == [], "the demo deleted what it applied, through the operator's finalizers"
 
@@ -184,17 +195,16 @@ REFUSED = [
 
 
 def test_what_the_service_accounts_may_and_may_not_do(kube: Kube, scratch: Scratch) -> None:
-    release = unique("wp")
-    release_namespace = scratch.namespace(unique("wp-system"))
-    tenants = scratch.namespace(unique("wp-tenants"))
+    release = install_rbac(scratch)
     other = scratch.namespace(unique("wp-other"))
-    install_rbac(scratch, release, release_namespace, tenants)
 
     def can(component: str, verb: str, resource: str, where: str) -> bool:
         scope = (
-            ["--all-namespaces"] if where == "all" else ["-n", {"tenants": tenants, "other": other}[where]]
+            ["--all-namespaces"]
+            if where == "all"
+            else ["-n", {"tenants": release.tenants, "other": other}[where]]
         )
-        account = f"system:serviceaccount:{release_namespace}:{release}-wabaplane-{component}"
+        account = f"system:serviceaccount:{release.namespace}:{release.account(component)}"
         result = kube.run("auth", "can-i", verb, resource, *scope, f"--as={account}", check=False)
         return result.stdout.strip() == "yes"
 
@@ -227,17 +237,12 @@ def test_helm_install_then_upgrade_keeps_the_generated_tokens(kube: Kube, scratc
 def test_peering_operator_replicas_work_with_the_chart_roles(
     kube: Kube, scratch: Scratch, tmp_path: Path
 ) -> None:
-    release = unique("wp")
-    release_namespace = scratch.namespace(unique("wp-system"))
-    tenants = scratch.namespace(unique("wp-tenants"))
-    install_rbac(scratch, release, release_namespace, tenants, "--set", "operator.replicas=2")
+    release = install_rbac(scratch, "--set", "operator.replicas=2")
     install_peering_crd(kube)
-    account = f"{release}-wabaplane-operator"
-    credentials = service_account_kubeconfig(
-        kube, release_namespace, account, tmp_path / "operator.kubeconfig"
-    )
-    # Meta is never called: the namespace holds no tenant.
-    with replica(credentials, tenants, "http://127.0.0.1:9", tmp_path, "first", account):
-        wait_for(lambda: set(peers(kube, tenants, account)) == {"first"}, what="the first replica peered")
-        with replica(credentials, tenants, "http://127.0.0.1:9", tmp_path, "second", account):
-            wait_for(lambda: set(peers(kube, tenants, account)) == {"first", "second"}, what="both peered")
+    credentials = service_account_kubeconfig(kube, release, "operator", tmp_path / "operator.kubeconfig")
+    # The chart names the peering object after the operator. Meta is never called: no tenant here.
+    peering, tenants = release.account("operator"), release.tenants
+    with replica(credentials, tenants, "http://127.0.0.1:9", tmp_path, "first", peering):
+        wait_for(lambda: set(peers(kube, tenants, peering)) == {"first"}, what="the first replica peered")
+        with replica(credentials, tenants, "http://127.0.0.1:9", tmp_path, "second", peering):
+            wait_for(lambda: set(peers(kube, tenants, peering)) == {"first", "second"}, what="both peered")
