@@ -180,7 +180,7 @@ async def test_the_routing_table_follows_the_cluster_within_seconds(
             await post(gateway, text_message(ACME_SALES, ACME_WABA, f"wamid.sales.{len(acme_receiver.hits)}"))
             return any(i.startswith("wamid.sales") for i in acme_receiver.ids())
 
-        await eventually(sales_routes, within=5, what="the new number to route")
+        await eventually(sales_routes, within=20, what="the new number to route")
         assert "wamid.early" not in acme_receiver.ids(), (
             "an event from before the number was Ready stays unroutable"
         )
@@ -198,7 +198,7 @@ async def test_the_routing_table_follows_the_cluster_within_seconds(
                 return False
             return True
 
-        await eventually(signed_with_new, within=5, what="deliveries signed with the rotated secret")
+        await eventually(signed_with_new, within=20, what="deliveries signed with the rotated secret")
 
         # Suspension holds deliveries; lifting it delivers them.
         await suspend(kube, namespace, True)
@@ -213,11 +213,11 @@ async def test_the_routing_table_follows_the_cluster_within_seconds(
                 return await held()
 
             before = len(acme_receiver.hits)
-            await eventually(posted_and_held, within=5, what="the suspension to hold deliveries")
+            await eventually(posted_and_held, within=20, what="the suspension to hold deliveries")
             assert "wamid.held" not in acme_receiver.ids()
             await suspend(kube, namespace, False)
             await eventually(
-                lambda: "wamid.held" in acme_receiver.ids(), within=5, what="held deliveries after resuming"
+                lambda: "wamid.held" in acme_receiver.ids(), within=20, what="held deliveries after resuming"
             )
             assert len(acme_receiver.hits) > before
 
