@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.chart.conftest import CHART
+from tests.chart.conftest import CHART, by_kind, render
 
 ALERTS = CHART / "files" / "alerts.yaml"
 ALERT_TESTS = Path(__file__).with_name("alert_rules_test.yaml")
@@ -34,6 +34,11 @@ def run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_the_alert_rules_are_valid(promtool: str) -> None:
     result = run(promtool, "check", "rules", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_chart_ships_exactly_the_tested_rules() -> None:
+    (rule,) = by_kind(render("-f", str(CHART / "ci" / "ha-values.yaml")), "PrometheusRule")
+    assert rule["spec"] == yaml.safe_load(ALERTS.read_text())
 
 
 def test_each_alert_fires_for_the_object_in_trouble_and_only_after_its_for(promtool: str) -> None:

@@ -47,7 +47,7 @@ def test_every_alert_has_a_summary_and_severity() -> None:
     assert {a["alert"] for a in alerts} >= {"WabaplaneTokenExpiring", "WabaplanePhoneNumberQualityRed",
                                             "WabaplaneTemplateRejectedOrPaused", "WabaplaneDeadLettersGrowing",
                                             "WabaplaneOutboxBacklog", "WabaplaneUnroutableEvents",
-                                            "WabaplaneWebhookSignatureFailures"}  # fmt: skip
+                                            "WabaplaneWebhookSignatureFailures", "WabaplaneResourceNotReady"}  # fmt: skip
     for alert in alerts:
         assert alert["labels"]["severity"] in {"warning", "critical"}
         assert alert["annotations"]["summary"]
