@@ -221,6 +221,14 @@ def emulator(
     "so a new replica waits and a rolling update hands over when the old one stops.",
 )
 @click.option(
+    "--peering-lifetime",
+    type=click.IntRange(10, 3600),
+    default=60,
+    show_default=True,
+    help="Seconds a replica's record in the peering stays valid without renewal: after a crash, the "
+    "next replica works once this has passed (a clean stop hands over at once).",
+)
+@click.option(
     "--liveness", default="http://0.0.0.0:8080/healthz", show_default=True, help="Liveness endpoint."
 )
 @click.option("--verbose", is_flag=True, help="Debug logging.")
@@ -229,6 +237,7 @@ def operator(
     all_namespaces: bool,
     peering: str | None,
     priority: int | None,
+    peering_lifetime: int,
     liveness: str,
     verbose: bool,
 ) -> None:
@@ -245,6 +254,7 @@ def operator(
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     os.environ["WABAPLANE_NAMESPACES"] = ",".join(namespaces)
+    os.environ["WABAPLANE_PEERING_LIFETIME"] = str(peering_lifetime)
     kopf.configure(verbose=verbose)
     kopf.run(
         standalone=peering is None,

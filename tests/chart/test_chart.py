@@ -179,6 +179,7 @@ def test_several_operator_replicas_peer() -> None:
                                             "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}  # fmt: skip
     container = operator["spec"]["template"]["spec"]["containers"][0]
     assert "--peering=wp-wabaplane-operator" in container["args"]
+    assert "--peering-lifetime=60" in container["args"]
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     (crd,) = [

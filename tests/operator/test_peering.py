@@ -27,8 +27,10 @@ PEERING = "wabaplane"
 
 
 @contextmanager
-def running(kube: Kube, namespace: str, emulator: Emulator, tmp_path: Path, name: str) -> Iterator[Replica]:
-    with replica(kube.kubeconfig, namespace, emulator.url, tmp_path, name, PEERING) as started:
+def running(
+    kube: Kube, namespace: str, emulator: Emulator, tmp_path: Path, name: str, *args: str
+) -> Iterator[Replica]:
+    with replica(kube.kubeconfig, namespace, emulator.url, tmp_path, name, PEERING, *args) as started:
         yield started
 
 
@@ -60,6 +62,25 @@ def test_two_replicas_one_works_and_the_other_takes_over_when_it_stops(
             apply(kube, namespace, phone("support", ACME_SUPPORT))
             wait_condition(kube, namespace, "phonenumber", "support", "Ready", "True")
     assert ACME_TOKEN not in first.log.read_text() + second.log.read_text()
+
+
+def test_a_crashed_replica_is_replaced_once_its_peering_record_expires(
+    kube: Kube, namespace: str, emulator: Emulator, tmp_path: Path
+) -> None:
+    install_peering_crd(kube)
+    lifetime = ("--peering-lifetime", "10")
+    with running(kube, namespace, emulator, tmp_path, "first", *lifetime) as first:
+        wait_for(lambda: "first" in peers(kube, namespace, PEERING), what="the first replica in the peering")
+        with running(kube, namespace, emulator, tmp_path, "second", *lifetime) as second:
+            wait_for(lambda: set(peers(kube, namespace, PEERING)) == {"first", "second"}, what="both peered")
+            first.process.kill()  # no clean stop: its record stays until it expires
+            first.process.wait(timeout=30)
+            assert "first" in peers(kube, namespace, PEERING)
+            onboard_acme(kube, namespace)  # Ready within 30 s: the record expires after 10
+            assert second.reconciles() > 0
+            wait_for(
+                lambda: set(peers(kube, namespace, PEERING)) == {"second"}, what="the dead record cleaned"
+            )
 
 
 def test_peering_without_kopfs_crd_stops_with_what_to_install(kube: Kube, emulator: Emulator) -> None:

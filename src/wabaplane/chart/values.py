@@ -98,6 +98,13 @@ class Operator(Pod):
         description="Operator replicas. One is replaced with Recreate; more peer through a KopfPeering "
         "object (kopf): the oldest works, the others wait and take over when it stops.",
     )
+    peering_lifetime_seconds: int = Field(
+        default=60,
+        ge=10,
+        le=3600,
+        description="With replicas > 1: after a replica crashes, the next one works once this has passed "
+        "(a clean stop hands over at once). Replicas renew their record 5 to 10 s before it expires.",
+    )
     install_peering_crd: bool = Field(
         default=True,
         description="With replicas > 1, install kopf's KopfPeering CRD (kopfpeerings.kopf.dev). Turn off "

@@ -44,6 +44,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: ko
     shared = Clients(settings=operator_settings, graph=graph, kube=Kube())
     memo["clients"] = shared
     if not settings.peering.standalone and settings.peering.name:
+        settings.peering.lifetime = operator_settings.peering_lifetime_seconds
         namespaces = () if settings.peering.clusterwide else operator_settings.namespaces
         await _ensure_peering(shared.kube, settings.peering.name, namespaces)
         logger.info("peering through %r with priority %d", settings.peering.name, settings.peering.priority)

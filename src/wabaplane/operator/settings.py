@@ -24,6 +24,8 @@ class OperatorSettings:
     retry_delay_seconds: float = 30.0
     management_port: int = 8081
     management_token: str | None = None
+    # How long a replica's peering record stays valid without renewal (kopf's peering lifetime).
+    peering_lifetime_seconds: int = 60
     # The namespaces the operator serves (empty: all); management events never reach beyond them.
     namespaces: tuple[str, ...] = ()
 
@@ -57,5 +59,8 @@ class OperatorSettings:
             retry_delay_seconds=number("WABAPLANE_RETRY_DELAY", defaults.retry_delay_seconds),
             management_port=int(number("WABAPLANE_MANAGEMENT_PORT", defaults.management_port)),
             management_token=os.environ.get("WABAPLANE_MANAGEMENT_TOKEN") or None,
+            peering_lifetime_seconds=int(
+                number("WABAPLANE_PEERING_LIFETIME", defaults.peering_lifetime_seconds)
+            ),
             namespaces=tuple(n for n in os.environ.get("WABAPLANE_NAMESPACES", "").split(",") if n),
         )
