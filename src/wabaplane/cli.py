@@ -224,6 +224,7 @@ def emulator(
     "--peering-lifetime",
     type=click.IntRange(10, 3600),
     default=60,
+    envvar="WABAPLANE_PEERING_LIFETIME",
     show_default=True,
     help="Seconds a replica's record in the peering stays valid without renewal: after a crash, the "
     "next replica works once this has passed (a clean stop hands over at once).",
