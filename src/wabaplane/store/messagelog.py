@@ -126,8 +126,8 @@ def log_message(connection: Connection, record: MessageRecord, now: float) -> bo
         )
         .on_conflict_do_nothing(index_elements=["id"])
     )  # fmt: skip
-    if inserted.rowcount and record.direction == "outbound":
-        count_sends(connection, [(record.namespace, record.tenant, at)])
+    if inserted.rowcount:
+        count_sends(connection, [record], now)
     return bool(inserted.rowcount)
 
 
@@ -138,13 +138,15 @@ def month_of(at: float) -> tuple[str, float]:
     return moment.strftime("%Y-%m"), start.timestamp()
 
 
-def count_sends(connection: Connection, sends: list[tuple[str, str, float]]) -> None:
-    """Add newly logged outbound messages (namespace, tenant, time) to their months' counters."""
+def count_sends(connection: Connection, new_messages: list[MessageRecord], now: float) -> None:
+    """Add the outbound ones among newly logged messages to their tenants' monthly counters."""
     grouped: dict[tuple[str, str, str], tuple[int, float]] = {}
-    for namespace, tenant, at in sends:
-        month, start = month_of(at)
-        count, _ = grouped.get((namespace, tenant, month), (0, start))
-        grouped[(namespace, tenant, month)] = (count + 1, start)
+    for record in new_messages:
+        if record.direction != "outbound":
+            continue
+        month, start = month_of(record.at if record.at is not None else now)
+        count, _ = grouped.get((record.namespace, record.tenant, month), (0, start))
+        grouped[(record.namespace, record.tenant, month)] = (count + 1, start)
     for (namespace, tenant, month), (count, start) in grouped.items():
         key = and_(monthly_sends.c.namespace == namespace, monthly_sends.c.tenant == tenant,
                    monthly_sends.c.month == month)  # fmt: skip
@@ -187,8 +189,17 @@ def send_context(connection: Connection, *, conversation: str, namespace: str, t
         case((and_(literal(count_reach), ~reached_before),
               select(func.count(messages.c.customer.distinct())).where(reach).scalar_subquery()), else_=None),
     )).one()  # fmt: skip
+    return send_context_of(connection, tuple(row), namespace, tenant, start)
+
+
+def send_context_of(connection: Connection, row: tuple[Any, ...], namespace: str, tenant: str,
+                    month_start: float) -> SendContext:  # fmt: skip
+    """The SendContext of the send-context statement's row (last inbound, month count, reached, reach).
+
+    A month without a counter row yet (a store from before the counters) counts the log once.
+    """
     last, counted, already, reached = row
-    sent = int(counted) if counted is not None else sent_since(connection, namespace, tenant, start)
+    sent = int(counted) if counted is not None else sent_since(connection, namespace, tenant, month_start)
     return SendContext(float(last) if last is not None else None, sent, bool(already),
                        int(reached) if reached is not None else None)  # fmt: skip
 

@@ -270,10 +270,8 @@ class Store:
             return [messagelog.log_message(connection, record, now) for record in requests]
         log = self._sqlite_logger(connection)
         inserted = [bool(log(record, now)) for record in requests]
-        sends = [(r.namespace, r.tenant, r.at if r.at is not None else now)
-                 for r, new in zip(requests, inserted, strict=True) if new and r.direction == "outbound"]  # fmt: skip
-        if sends:
-            messagelog.count_sends(connection, sends)
+        # The Core path counts in log_message; the SQLite fast path counts here, once per group.
+        messagelog.count_sends(connection, [r for r, new in zip(requests, inserted, strict=True) if new], now)
         return inserted
 
     def _ingest_group(self, connection: Connection, *, requests: list[list[NewUnit]]) -> list[IngestResult]:
@@ -281,7 +279,7 @@ class Store:
         results = []
         seen: set[str] = set()
         outbox = []
-        sends: list[tuple[str, str, float]] = []
+        new_messages: list[MessageRecord] = []
         sqlite_fast_path = self.backend == "sqlite"
         insert = self._sqlite_inserter(connection) if sqlite_fast_path else self._core_inserter(connection)
         log = self._sqlite_logger(connection) if sqlite_fast_path else self._core_logger(connection)
@@ -300,15 +298,8 @@ class Store:
                 new_keys.add(unit.dedupe_key)
                 for entry in unit.logs:
                     changed = log(entry, now)
-                    if (
-                        sqlite_fast_path
-                        and changed
-                        and isinstance(entry, MessageRecord)
-                        and entry.direction == "outbound"
-                    ):
-                        sends.append(
-                            (entry.namespace, entry.tenant, entry.at if entry.at is not None else now)
-                        )
+                    if sqlite_fast_path and changed and isinstance(entry, MessageRecord):
+                        new_messages.append(entry)
                 queued += len(unit.targets)
                 outbox += [
                     {"id": "msg_" + uuid.uuid4().hex, "unit_id": unit_id, "target": target,
@@ -319,8 +310,8 @@ class Store:
             results.append(IngestResult(stored, duplicates, queued, frozenset(new_keys)))
         if outbox:
             connection.execute(deliveries.insert(), outbox)
-        if sends:  # the Core path counts in log_message; the SQLite fast path counts here, per group
-            messagelog.count_sends(connection, sends)
+        # The Core path counts in log_message; the SQLite fast path counts here, once per group.
+        messagelog.count_sends(connection, new_messages, now)
         return results
 
     def _core_inserter(self, connection: Connection) -> Callable[[NewUnit, float], int | None]:
@@ -655,16 +646,10 @@ class Store:
         # messagelog.send_context's statement, on the driver's cursor: it runs once per send.
         month, start = messagelog.month_of(now)
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        last, counted, already, reached = cursor.execute(SQLITE_SEND_CONTEXT, (
+        row = cursor.execute(SQLITE_SEND_CONTEXT, (
             conversation, namespace, tenant, month, phone_number_id, reach_since, customer, int(count_reach),
         )).fetchone()  # fmt: skip
-        sent = (
-            int(counted)
-            if counted is not None
-            else messagelog.sent_since(connection, namespace, tenant, start)
-        )
-        return messagelog.SendContext(float(last) if last is not None else None, sent, bool(already),
-                                      int(reached) if reached is not None else None)  # fmt: skip
+        return messagelog.send_context_of(connection, row, namespace, tenant, start)
 
     async def last_inbound(self, conversation: str) -> float | None:
         return await self.run(functools.partial(messagelog.last_inbound, conversation=conversation))
