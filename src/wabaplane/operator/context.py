@@ -43,6 +43,25 @@ def claim_of(body: kopf.Body) -> Claim:
             metadata["name"])  # fmt: skip
 
 
+def check_claim(book: StatusBook, claims: kopf.Index[str, Any], what: str, claimed: str, reason: str) -> bool:
+    """Set Conflict from the claims index: False when this object holds `claimed`, else True.
+
+    `what` names the thing in messages ("WABA", "phone number"). The operator's log names the holder
+    for the platform team; status and Events never do (it may live in another namespace).
+    """
+    body, kind = book.body, book.body["kind"]
+    holders = sorted(claims.get(claimed, []))
+    if holders and holders[0][2] != body["metadata"]["uid"]:
+        logging.getLogger("wabaplane.operator").warning(
+            "%s %s/%s: %s %s is held by %s %s/%s", kind, body["metadata"]["namespace"], body["metadata"]["name"],
+            what, claimed, kind, holders[0][3], holders[0][4],
+        )  # fmt: skip
+        book.set(reasons.CONFLICT, True, reason,
+                 f"{what} {claimed} is already claimed by another {kind}; the older claim keeps it")  # fmt: skip
+        return False
+    return True
+
+
 # Outside kopf's own `wabaplane.io/` prefix on purpose: kopf leaves annotations under its prefix out of
 # the diff, and this one must count as a change so that the claimant's update handler runs at once.
 CLAIM_RELEASED_ANNOTATION = f"claims.{GROUP}/released-by"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -16,6 +15,7 @@ from wabaplane.operator.context import (
     Claim,
     Clients,
     StatusBook,
+    check_claim,
     claim_of,
     clients,
     hand_over_claim,
@@ -24,7 +24,6 @@ from wabaplane.operator.context import (
 from wabaplane.operator.tenant import token_secret_name
 
 PLURAL = "phonenumbers"
-logger = logging.getLogger("wabaplane.operator.phonenumber")
 REQUIRED = [reasons.CONFLICT, reasons.TENANT_READY, reasons.OWNERSHIP_PROVEN, reasons.REGISTERED]
 # Registration is limited to 10 calls per 72 h: a failed attempt is never repeated for the same
 # spec generation; this annotation records the generation last attempted.
@@ -93,16 +92,10 @@ async def reconcile(
     book = StatusBook.of(body)
     try:
         phone_id = str(body["spec"]["phoneNumberId"])
-        holders = sorted(claims.get(phone_id, []))
-        if holders and holders[0][2] != body["metadata"]["uid"]:
-            holder = holders[0]
+        if not check_claim(book, claims, "phone number", phone_id, reasons.NUMBER_CLAIMED):
             kopf.warn(
                 body, reason=reasons.NUMBER_CLAIMED, message="another PhoneNumber already claims this number"
             )
-            # The log names the holder for the platform team; status and Events never do.
-            book.set(reasons.CONFLICT, True, reasons.NUMBER_CLAIMED,
-                     f"phone number {phone_id} is already claimed by another PhoneNumber; the older claim keeps it")  # fmt: skip
-            _log_conflict(body, holder)
             return
         book.set(reasons.CONFLICT, False, reasons.OWNED, "no other PhoneNumber claims this number")
         tenant, token = await tenant_token(body, book, shared)
@@ -122,13 +115,6 @@ async def reconcile(
     finally:
         book.summarise(REQUIRED, "the number is proven, registered and routed to its tenant")
         book.write(patch)
-
-
-def _log_conflict(body: kopf.Body, holder: tuple[str, int, str, str, str]) -> None:
-    logger.warning(
-        "PhoneNumber %s/%s claims phone number id %s, already held by %s/%s",
-        body["metadata"]["namespace"], body["metadata"]["name"], body["spec"]["phoneNumberId"], holder[3], holder[4],
-    )  # fmt: skip
 
 
 def _mirror(book: StatusBook, info: PhoneNumberInfo) -> None:

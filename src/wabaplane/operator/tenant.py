@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
 import secrets
 import time
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from wabaplane.operator.context import (
     Claim,
     Clients,
     StatusBook,
+    check_claim,
     claim_of,
     clients,
     hand_over_claim,
@@ -26,7 +26,6 @@ from wabaplane.operator.context import (
 )
 from wabaplane.operator.kube import TENANT_LABEL
 
-logger = logging.getLogger("wabaplane.operator.tenant")
 PLURAL = "tenants"
 ROTATE_ANNOTATION = f"{GROUP}/rotate"
 SECRET_TYPE_LABEL = f"{GROUP}/secret-type"
@@ -120,14 +119,7 @@ async def reconcile(
     suspended = bool(body["spec"].get("suspended", False))
     book.fields["suspended"] = suspended
     try:
-        waba_id = str(body["spec"]["wabaId"])
-        holders = sorted(claims.get(waba_id, []))
-        if holders and holders[0][2] != body["metadata"]["uid"]:
-            # The log names the holder for the platform team; status and Events never do.
-            logger.warning("Tenant %s/%s: WABA %s is held by Tenant %s/%s", body["metadata"]["namespace"],
-                           body["metadata"]["name"], waba_id, holders[0][3], holders[0][4])  # fmt: skip
-            book.set(reasons.CONFLICT, True, reasons.WABA_CLAIMED,
-                     f"WABA {waba_id} is already claimed by another Tenant; the older claim keeps it")  # fmt: skip
+        if not check_claim(book, claims, "WABA", str(body["spec"]["wabaId"]), reasons.WABA_CLAIMED):
             return
         book.set(reasons.CONFLICT, False, reasons.OWNED, "no other Tenant claims this WABA")
         token = await _credentials(body, book, shared)
