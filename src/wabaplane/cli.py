@@ -209,8 +209,9 @@ def emulator(
     "--peering",
     default=None,
     help="Run as one of several replicas, coordinated through the KopfPeering object of this name in "
-    "each watched namespace (the chart creates it when operator.replicas > 1): one replica works, the "
-    "others wait. Without it the operator runs standalone, so run exactly one replica.",
+    "each watched namespace (created if missing; kopf's CRD must be installed, as the chart does with "
+    "operator.replicas > 1): one replica works, the others wait. Without it the operator runs "
+    "standalone, so run exactly one replica.",
 )
 @click.option(
     "--priority",
