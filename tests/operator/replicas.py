@@ -47,16 +47,31 @@ class Replica:
             return False
 
 
+def operator_env(kubeconfig: Path, graph_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        **OPERATOR_ENV,
+        "WABAPLANE_GRAPH_URL": graph_url,
+        "KUBECONFIG": str(kubeconfig),
+        **extra,
+    }
+
+
+def operator_command(*args: str) -> list[str]:
+    """`wabaplane operator ARGS` with its liveness endpoint on a free loopback port."""
+    return [str(Path(sys.executable).parent / "wabaplane"), "operator", *args,
+            "--liveness", f"http://127.0.0.1:{free_port()}/healthz"]  # fmt: skip
+
+
 @contextmanager
 def replica(kubeconfig: Path, namespace: str, graph_url: str, log_dir: Path, name: str, peering: str,
             *args: str) -> Iterator[Replica]:  # fmt: skip
     """`wabaplane operator --peering` as its own process, as a Deployment's replica would run."""
     port = free_port()
-    env = {**os.environ, **OPERATOR_ENV, "WABAPLANE_GRAPH_URL": graph_url, "KUBECONFIG": str(kubeconfig),
-           "WABAPLANE_MANAGEMENT_TOKEN": MANAGEMENT_TOKEN, "WABAPLANE_MANAGEMENT_PORT": str(port), "POD_ID": name}  # fmt: skip
+    env = operator_env(kubeconfig, graph_url, WABAPLANE_MANAGEMENT_TOKEN=MANAGEMENT_TOKEN,
+                       WABAPLANE_MANAGEMENT_PORT=str(port), POD_ID=name)  # fmt: skip
     log = log_dir / f"{name}.log"
-    command = [str(Path(sys.executable).parent / "wabaplane"), "operator", "--namespace", namespace,
-               "--peering", peering, "--liveness", f"http://127.0.0.1:{free_port()}/healthz", *args]  # fmt: skip
+    command = operator_command("--namespace", namespace, "--peering", peering, *args)
     with log.open("w") as output:
         process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
     running = Replica(process, f"http://127.0.0.1:{port}", log)

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import Kube, free_port, wait_for
+from tests.conftest import Kube, wait_for
 from tests.operator.conftest import (
     ACME_SUPPORT,
     ACME_TOKEN,
-    OPERATOR_ENV,
     Emulator,
     apply,
     onboard_acme,
     phone,
     wait_condition,
 )
-from tests.operator.replicas import Replica, install_peering_crd, peers, replica
+from tests.operator.replicas import (
+    Replica,
+    install_peering_crd,
+    operator_command,
+    operator_env,
+    peers,
+    replica,
+)
 
 PEERING = "wabaplane"
 
@@ -85,14 +89,8 @@ def test_a_crashed_replica_is_replaced_once_its_peering_record_expires(
 
 def test_peering_without_kopfs_crd_stops_with_what_to_install(kube: Kube, emulator: Emulator) -> None:
     # Cluster-wide peering uses ClusterKopfPeering, whose CRD nothing here installs.
-    env = {
-        **os.environ,
-        **OPERATOR_ENV,
-        "WABAPLANE_GRAPH_URL": emulator.url,
-        "KUBECONFIG": str(kube.kubeconfig),
-    }
-    command = [str(Path(sys.executable).parent / "wabaplane"), "operator", "--all-namespaces", "--peering", PEERING,
-               "--liveness", f"http://127.0.0.1:{free_port()}/healthz"]  # fmt: skip
+    env = operator_env(kube.kubeconfig, emulator.url)
+    command = operator_command("--all-namespaces", "--peering", PEERING)
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0
     assert "clusterkopfpeerings.kopf.dev" in result.stdout + result.stderr
