@@ -8,6 +8,8 @@
 {{- end -}}
 
 {{- define "wabaplane.operatorName" -}}{{ include "wabaplane.fullname" . | trunc 54 | trimSuffix "-" }}-operator{{- end -}}
+{{- /* "true" when the operator runs several replicas that peer (kopf), else empty. */ -}}
+{{- define "wabaplane.operatorPeers" -}}{{ if gt (int .Values.operator.replicas) 1 }}true{{ end }}{{- end -}}
 {{- define "wabaplane.gatewayName" -}}{{ include "wabaplane.fullname" . | trunc 55 | trimSuffix "-" }}-gateway{{- end -}}
 {{- define "wabaplane.metaSecretName" -}}
 {{- .Values.meta.existingSecret | default (printf "%s-meta" (include "wabaplane.fullname" .)) -}}
